@@ -1,0 +1,70 @@
+# HW8: attention, summarization, BERT/GPT visualisation, kernelized attention.
+# `make run` executes every notebook; `make test` runs the checks. Both install what they need first.
+
+PYTHON_SYS ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+PY         := $(BIN)/python
+STAMP      := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+NOTEBOOKS  := Summarization.ipynb Visualizing_BERT.ipynb Kernel_Attention.ipynb
+SYSTEM_PKGS := chromium texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
+SUBMISSIONS ?= submissions
+
+.PHONY: install system run test lint release autograde gradescope submission pdf bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# Debian packages for the browser-rendering and PDF checks (chromium, LaTeX, pandoc, pdftotext).
+system:
+	@missing=""; \
+	for c in chromium xelatex pandoc pdftotext; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PKGS); \
+	fi
+
+run: $(STAMP)
+	mkdir -p build/notebooks
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+	    --output-dir build/notebooks $$nb || exit 1; \
+	done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) system lint
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+release: $(STAMP)
+	$(PY) grading/release.py
+
+autograde: $(STAMP)
+	$(PY) grading/autograde.py $(SUBMISSIONS)
+
+gradescope: $(STAMP)
+	$(PY) grading/gradescope.py
+
+submission: $(STAMP)
+	$(PY) grading/submission.py
+
+pdf: $(STAMP) system
+	$(PY) grading/pdf.py
+
+bench: $(STAMP)
+	$(PY) bench/bench_attention.py
+	$(PY) bench/time_to_quality.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
