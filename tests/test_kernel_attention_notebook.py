@@ -1,0 +1,107 @@
+"""Kernel_Attention.ipynb: nbgrader structure is valid, and the notebook executes headless (HW8_FAST=1) without errors.
+
+The executed copy is written to build/notebooks/Kernel_Attention.ipynb.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
+EXECUTED = ROOT / "build" / "notebooks" / "Kernel_Attention.ipynb"
+
+
+def nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def test_notebook_is_committed_clean(notebook):
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, cell.source[:80]
+
+
+def test_nbgrader_metadata(notebook):
+    """Test cells: locked, graded, points, a hidden section; answer cells: markdown, solution markers; ids unique."""
+    graded = [c for c in notebook.cells if nbgrader(c)]
+    ids = [nbgrader(c)["grade_id"] for c in graded]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z0-9_]+", i) for i in ids), ids
+    tests = [c for c in graded if nbgrader(c)["grade"] and not nbgrader(c)["solution"]]
+    answers = [c for c in graded if nbgrader(c)["grade"] and nbgrader(c)["solution"]]
+    assert len(tests) == 5 and len(answers) == 4
+    for cell in tests:
+        meta = nbgrader(cell)
+        assert cell.cell_type == "code" and meta["locked"] and meta["points"] > 0
+        assert cell.source.index("### BEGIN HIDDEN TESTS") < cell.source.index("### END HIDDEN TESTS")
+        assert f"[{meta['points']} point" in cell.source.splitlines()[0]
+    for cell in answers:
+        meta = nbgrader(cell)
+        assert cell.cell_type == "markdown" and not meta["locked"] and meta["points"] > 0
+        body = cell.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+        assert len(body.strip()) > 200 and "PLACEHOLDER" not in body
+    for cell in graded:
+        assert nbgrader(cell)["schema_version"] == 3 and nbgrader(cell)["task"] is False
+    assert {nbgrader(c)["grade_id"] for c in answers} == {"answer_3a_i", "answer_3a_ii", "answer_3a_iii", "answer_3b"}
+    question_4 = [c for c in notebook.cells if c.source.startswith(("**4(a)", "**4(b)", "**4(c)"))]
+    assert len(question_4) == 3 and all(not nbgrader(c) and "YOUR ANSWER HERE" in c.source for c in question_4)
+
+
+def test_nbgrader_release_strips_answers_and_hidden_tests(notebook):
+    """nbgrader's own ClearSolutions / ClearHiddenTests (what the release runs) accept the notebook and remove every
+    instructor answer and hidden test."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    released, resources = ClearSolutions().preprocess(nbformat.from_dict(notebook), {})
+    released, _ = ClearHiddenTests().preprocess(released, resources)
+    text = nbformat.writes(released)
+    for secret in ("BEGIN SOLUTION", "HIDDEN TESTS", "Expand the squared distance", "sigma^{-2} I_D", "S_{i-1}",
+                   "Measured with the default run", "big = 12"):
+        assert secret not in text, secret
+    answers = [c for c in released.cells if nbgrader(c).get("solution")]
+    assert len(answers) == 4 and all(c.source.strip().endswith("YOUR ANSWER HERE") for c in answers)
+    tests = [c for c in released.cells if nbgrader(c).get("grade") and not nbgrader(c).get("solution")]
+    assert all("assert" in c.source for c in tests)                     # the visible checks stay
+
+
+def test_answers_carry_the_key_results(notebook):
+    answers = {nbgrader(c).get("grade_id"): c.source for c in notebook.cells}
+    assert "N(0, \\sigma^{-2} I_D)" in answers["answer_3a_ii"].replace("\\mathcal ", "")
+    assert "O(N D_{random} D)" in answers["answer_3a_ii"] and "O(N D_{random} M)" in answers["answer_3a_ii"]
+    assert "S_{i-1}" in answers["answer_3b"] and "O(N D_r M)" in answers["answer_3b"]
+    assert re.search(r"-0\.\d\d", answers["answer_3a_iii"])                 # measured slopes are quoted
+
+
+def test_notebook_executes_headless(notebook):
+    env = {"HW8_FAST": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}})
+        client.execute()                                                # raises CellExecutionError on any error
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    EXECUTED.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, EXECUTED)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, f"expected the error curves, the heat map and the real-q/k plot, got {len(images)} images"
+    passed = [o.get("text", "") for o in outputs if o.output_type == "stream"]
+    assert sum("matches" in t or " = " in t for t in passed) >= 4
