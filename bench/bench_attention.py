@@ -1,0 +1,485 @@
+"""Benchmark softmax attention against kernelized linear attention (FAVOR+), forward and forward + backward.
+
+    python bench/bench_attention.py                         # full run: N = 256 .. 16384 -> build/bench/
+    python bench/bench_attention.py --sizes 64 128 --reps 2 --out /tmp/b   # smoke run
+
+Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names as in the JSON):
+    sdpa_torch, sdpa_torch_causal      torch.nn.functional.scaled_dot_product_attention (fused; causal: is_causal)
+    softmax_module                     kernel_attention.scaled_dot_product_attention (explicit N x N weights)
+    favor{m}_linear                    FavorPositiveFeatures(64, m) on q and k + kernel_attention.linear_attention
+    favor{m}_causal_chunked            the same features + kernel_attention.causal_linear_attention (chunked scan)
+    favor{m}_causal_scan               causal_linear_attention alone, from precomputed features (the scan's cost)
+    favor{m}_causal_reference          features + causal_linear_attention_reference (Python loop; small N only)
+Forward calls run under torch.no_grad() (inference); "backward" calls time forward + backward of a fixed gradient.
+Every variant of one N is timed in the same rounds, in a fresh random order per round, together with a square
+matmul that measures the machine's throughput under the same load, so ratios stay meaningful on a noisy machine.
+Peak memory: bench/measure.py (torch.profiler allocator events on CPU, max_memory_allocated on CUDA).
+Variants whose predicted time or memory at the next N exceeds --max-call-s / --max-memory-gib are skipped (listed
+in the JSON with the reason). Writes attention.json, attention.png and attention.md into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import kernel_attention as ka  # noqa: E402
+from bench import flops  # noqa: E402
+from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
+
+BATCH, HEADS, HEAD_DIM = 1, 8, 64
+DEFAULT_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
+TARGET_N = 8192
+MATMUL = "matmul"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One attention implementation: build(q, k, v) returns the call to time (q, k, v: (B, H, N, D))."""
+
+    name: str
+    label: str
+    growth: int                                          # 2: O(N^2) time and memory, 1: O(N); predicts the next N
+    build: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Callable[[], torch.Tensor]]
+    flops: Callable[[int], float] | None = None          # forward FLOPs at sequence length N (bench/flops.py)
+    max_n: int | None = None                             # never run above this N
+    backward: bool = True                                # also time forward + backward
+
+
+def favor(module, n_random: int, device: torch.device):
+    """module.FavorPositiveFeatures of width HEAD_DIM, drawn from a fixed seed."""
+    fm = module.FavorPositiveFeatures(HEAD_DIM, n_random)
+    fm.redraw(torch.Generator().manual_seed(n_random))
+    return fm.to(device)
+
+
+def make_variants(args: argparse.Namespace, device: torch.device) -> list[Variant]:
+    """The benchmarked variants for the command-line options (plus the linear ones of --compare-module, if given)."""
+    b, h, d = BATCH, HEADS, HEAD_DIM
+    variants = [
+        Variant("sdpa_torch", "torch SDPA", 2, lambda q, k, v: lambda: F.scaled_dot_product_attention(q, k, v),
+                lambda n: flops.softmax_attention(b, h, n, d)),
+        Variant("sdpa_torch_causal", "torch SDPA causal", 2,
+                lambda q, k, v: lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                lambda n: flops.softmax_attention(b, h, n, d, causal=True)),
+        Variant("softmax_module", "module softmax", 2,
+                lambda q, k, v: lambda: ka.scaled_dot_product_attention(q, k, v),
+                lambda n: flops.softmax_attention(b, h, n, d)),
+    ]
+    variants += linear_variants(ka, args, device)
+    if args.compare_module is not None:
+        other = load_module(args.compare_module)
+        variants += [v for v in linear_variants(other, args, device, suffix="_compared") if "reference" not in v.name]
+    return variants
+
+
+def linear_variants(module, args: argparse.Namespace, device: torch.device, suffix: str = "") -> list[Variant]:
+    """FAVOR+ linear, causal chunked, causal scan-only and causal reference variants built from `module`."""
+    b, h, d = BATCH, HEADS, HEAD_DIM
+    tag = "" if not suffix else f" [{suffix.strip('_')}]"
+    variants = []
+    for m in args.n_random:
+        fm = favor(module, m, device)
+        variants.append(Variant(
+            f"favor{m}_linear{suffix}", f"FAVOR+ m={m} linear{tag}", 1,
+            lambda q, k, v, fm=fm: lambda: module.linear_attention(fm(q, is_query=True), fm(k), v),
+            lambda n, m=m: flops.favor_features(b, h, n, d, m) + flops.linear_attention(b, h, n, m, d)))
+    c = args.chunk_size
+    for m in args.causal_n_random:
+        fm = favor(module, m, device)
+        variants += [
+            Variant(f"favor{m}_causal_chunked{suffix}", f"FAVOR+ m={m} causal chunked (C={c}){tag}", 1,
+                    lambda q, k, v, fm=fm: lambda: module.causal_linear_attention(fm(q, is_query=True), fm(k), v,
+                                                                                  chunk_size=c),
+                    lambda n, m=m: flops.favor_features(b, h, n, d, m)
+                    + flops.causal_linear_attention_chunked(b, h, n, m, d, c)),
+            Variant(f"favor{m}_causal_scan{suffix}", f"causal chunked scan only, m={m}{tag}", 1,
+                    lambda q, k, v, fm=fm: scan_only(module, fm, q, k, v, c),
+                    lambda n, m=m: flops.causal_linear_attention_chunked(b, h, n, m, d, c)),
+            Variant(f"favor{m}_causal_reference{suffix}", f"FAVOR+ m={m} causal reference loop{tag}", 1,
+                    lambda q, k, v, fm=fm: lambda: module.causal_linear_attention_reference(fm(q, is_query=True),
+                                                                                            fm(k), v),
+                    lambda n, m=m: flops.favor_features(b, h, n, d, m)
+                    + flops.causal_linear_attention_loop(b, h, n, m, d),
+                    max_n=args.reference_max_n, backward=False),
+        ]
+    return variants
+
+
+def load_module(path: Path):
+    """Import a kernel_attention implementation from a file (to compare a patched module in the same run)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--compare-module {path}: no such file")
+    spec = importlib.util.spec_from_file_location("kernel_attention_compared", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def scan_only(module, fm, q, k, v, chunk: int) -> Callable[[], torch.Tensor]:
+    """causal_linear_attention from features computed once, outside the timed call (leaves that keep q's grad flag)."""
+    with torch.no_grad():
+        phi_q = fm(q, is_query=True).requires_grad_(q.requires_grad)
+        phi_k = fm(k).requires_grad_(q.requires_grad)
+    return lambda: module.causal_linear_attention(phi_q, phi_k, v, chunk_size=chunk)
+
+
+def make_call(variant: Variant, mode: str, n: int, device: torch.device, seed: int) -> Callable[[], object]:
+    """The timed call of one variant at length n: forward under no_grad, or forward + backward of a fixed gradient."""
+    gen = torch.Generator().manual_seed(seed + n)
+    q, k, v = (torch.randn(BATCH, HEADS, n, HEAD_DIM, generator=gen).to(device) for _ in range(3))
+    if mode == "forward":
+        forward = variant.build(q, k, v)
+
+        def call():
+            with torch.no_grad():
+                return forward()
+        return call
+    leaves = [t.requires_grad_() for t in (q, k, v)]
+    forward = variant.build(q, k, v)
+    grad_out = torch.randn(BATCH, HEADS, n, HEAD_DIM, generator=gen).to(device)
+
+    def call_backward():
+        forward().backward(grad_out)
+        for t in leaves:                                  # free the gradients inside the call (counted in its peak)
+            t.grad = None
+    return call_backward
+
+
+def skip_reason(variant: Variant, mode: str, n: int, history: dict, args: argparse.Namespace) -> str | None:
+    """Why (variant, mode) is not run at n, or None. Predicts time and memory from the last measured N."""
+    if mode == "backward" and (not variant.backward or n > args.backward_max_n):
+        return "backward not benchmarked for this variant / size"
+    if variant.max_n is not None and n > variant.max_n:
+        return f"limited to N <= {variant.max_n} (Python loop over positions)"
+    last = history.get((variant.name, mode))
+    if last is None:
+        return None
+    if last.get("skipped"):
+        return "skipped at a smaller N"
+    scale = (n / last["n"]) ** variant.growth
+    if last["median_s"] * scale > args.max_call_s:
+        return f"predicted {last['median_s'] * scale:.1f} s per call > --max-call-s {args.max_call_s}"
+    if last["peak_bytes"] * scale > args.max_memory_gib * 2**30:
+        return f"predicted {last['peak_bytes'] * scale / 2**30:.1f} GiB > --max-memory-gib {args.max_memory_gib}"
+    return None
+
+
+def bench_size(n: int, variants: list[Variant], history: dict, args, device) -> tuple[list[dict], list[dict], dict]:
+    """All (variant, mode) calls at length n, interleaved: returns result rows, skipped rows, matmul summary."""
+    calls, skipped, first_size = {}, [], not history
+    for variant in variants:
+        for mode in args.modes:
+            reason = skip_reason(variant, mode, n, history, args)
+            if reason:
+                skipped.append({"variant": variant.name, "mode": mode, "n": n, "reason": reason})
+                history[(variant.name, mode)] = {**history.get((variant.name, mode), {}), "skipped": True}
+            else:
+                calls[(variant.name, mode)] = make_call(variant, mode, n, device, args.seed)
+    probe = matmul_probe(args.matmul_size, device)
+    if first_size:                                      # first size: one-time initialisation outside any measurement
+        for call in [*calls.values(), probe]:
+            call()
+    peaks = {key: peak_extra_memory(call, device) for key, call in calls.items()}   # also the warm-up call
+    probe()
+    times = {key: [] for key in [*calls, MATMUL]}
+    order = [*calls, MATMUL]
+    rng = random.Random(args.seed + n)
+    for _ in range(args.reps):
+        rng.shuffle(order)
+        for key in order:
+            times[key].append(time_call(probe if key == MATMUL else calls[key], device))
+    matmul = summarize(times.pop(MATMUL))
+    matmul["flops_per_s"] = flops.matmul(args.matmul_size) / matmul["median_s"]
+    by_name = {v.name: v for v in variants}
+    rows = []
+    for (name, mode), ts in times.items():
+        row = {"variant": name, "mode": mode, "n": n, **summarize(ts), "peak_bytes": peaks[(name, mode)]}
+        count = by_name[name].flops
+        if mode == "forward" and count is not None:
+            row["flops"] = count(n)
+            row["flops_per_s"] = row["flops"] / row["median_s"]
+            row["fraction_of_matmul"] = row["flops_per_s"] / matmul["flops_per_s"]
+        rows.append(row)
+        history[(name, mode)] = row
+    return rows, skipped, matmul
+
+
+def find(rows: list[dict], variant: str, mode: str, n: int) -> dict | None:
+    """The result row of (variant, mode, n), or None when it was not measured."""
+    return next((r for r in rows if r["variant"] == variant and r["mode"] == mode and r["n"] == n), None)
+
+
+def crossover(rows: list[dict], linear: str, softmax: str, mode: str = "forward") -> dict:
+    """Smallest N from which `linear` is faster than `softmax` at every larger measured N (log-log interpolation).
+
+    Returns {"n": estimate or None, "bracket": [N below, N at or above], "text": summary}.
+    """
+    ns = sorted(r["n"] for r in rows if r["variant"] == linear and r["mode"] == mode
+                and find(rows, softmax, mode, r["n"]) is not None)
+    if not ns:
+        return {"n": None, "bracket": None, "text": f"{linear} vs {softmax}: no common sizes"}
+    ratio = {n: find(rows, softmax, mode, n)["median_s"] / find(rows, linear, mode, n)["median_s"] for n in ns}
+    first = None
+    for i, n in enumerate(ns):
+        if all(ratio[m] > 1 for m in ns[i:]):
+            first = i
+            break
+    if first is None:
+        return {"n": None, "bracket": [ns[-1], None], "text": f"{linear} is not faster than {softmax} up to N={ns[-1]}"}
+    if first == 0:
+        return {"n": None, "bracket": [None, ns[0]], "text": f"{linear} is faster than {softmax} already at N={ns[0]}"}
+    lo, hi = ns[first - 1], ns[first]
+    t = math.log(ratio[lo]) / (math.log(ratio[lo]) - math.log(ratio[hi]))      # log ratio crosses 0
+    estimate = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+    return {"n": round(estimate), "bracket": [lo, hi],
+            "text": f"{linear} overtakes {softmax} at N ~ {estimate:.0f} (between {lo} and {hi})"}
+
+
+def memory_slope(rows: list[dict], variant: str, mode: str = "forward", n_min: int = 1024) -> float | None:
+    """Least-squares slope of log(peak memory) vs log(N) for N >= n_min (1 = linear growth, 2 = quadratic)."""
+    pts = [(math.log(r["n"]), math.log(r["peak_bytes"])) for r in rows
+           if r["variant"] == variant and r["mode"] == mode and r["n"] >= n_min and r["peak_bytes"] > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
+
+def check_targets(rows: list[dict], crossovers: dict, n: int = TARGET_N, suffix: str = "") -> list[dict]:
+    """The issue's performance targets, evaluated on the measured rows (met: None when not measured).
+
+    suffix: "_compared" evaluates the variants of --compare-module instead.
+    """
+    def ratio(slow, fast):
+        a, b = find(rows, slow, "forward", n), find(rows, fast, "forward", n)
+        return a["median_s"] / b["median_s"] if a and b else None
+
+    def row_value(variant, key):
+        r = find(rows, variant, "forward", n)
+        return r.get(key) if r else None
+
+    lin, chunked, scan = (f"favor256_{kind}{suffix}" for kind in ("linear", "causal_chunked", "causal_scan"))
+    cross = crossovers.get(f"{lin} vs sdpa_torch", {})
+    lo, hi = cross.get("bracket") or (None, None)
+    cross_n = cross.get("n") or hi                            # estimate, or the smallest N when faster everywhere
+    if lo is not None and hi is None:                         # never faster up to the largest N measured
+        cross_n = math.inf if lo >= 2048 else None
+    targets = [
+        ("FAVOR+ m=256 speed-up over torch SDPA at N=%d" % n, ratio("sdpa_torch", lin), ">=", 10),
+        ("FAVOR+ m=256 crossover N vs torch SDPA", cross_n, "<=", 2048),
+        ("FAVOR+ m=256 peak-memory growth exponent (log-log slope, N>=1024)", memory_slope(rows, lin), "<=", 1.15),
+        ("causal chunked m=256 speed-up over causal torch SDPA at N=%d" % n, ratio("sdpa_torch_causal", chunked),
+         ">=", 5),
+        ("causal chunked m=256 (features + scan) peak extra memory at N=%d, MiB" % n,
+         mib(row_value(chunked, "peak_bytes")), "<=", 64),
+        ("causal chunked scan alone peak extra memory at N=%d, MiB" % n, mib(row_value(scan, "peak_bytes")), "<=", 64),
+        ("causal chunked m=256 (features + scan) fraction of matmul throughput at N=%d" % n,
+         row_value(chunked, "fraction_of_matmul"), ">=", 0.5),
+        ("causal chunked scan alone fraction of matmul throughput at N=%d" % n,
+         row_value(scan, "fraction_of_matmul"), ">=", 0.5),
+    ]
+    out = []
+    for name, value, op, threshold in targets:
+        met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+        out.append({"target": name, "value": value, "op": op, "threshold": threshold, "met": met})
+    return out
+
+
+def mib(nbytes: float | None) -> float | None:
+    return None if nbytes is None else nbytes / 2**20
+
+
+def summary_table(rows: list[dict], sizes: list[int]) -> list[str]:
+    """The README's table (forward): times of the main variants, speed-ups over SDPA, peak memory, % of matmul."""
+    def ms(name, n):
+        r = find(rows, name, "forward", n)
+        return f"{1e3 * r['median_s']:.3g}" if r else "–"
+
+    def ratio(slow, fast, n):
+        a, b = find(rows, slow, "forward", n), find(rows, fast, "forward", n)
+        return f"{a['median_s'] / b['median_s']:.2g}×" if a and b else "–"
+
+    def mem(name, n):
+        r = find(rows, name, "forward", n)
+        return f"{r['peak_bytes'] / 2**20:.3g}" if r else "–"
+
+    def frac(name, n):
+        r = find(rows, name, "forward", n)
+        return f"{100 * r['fraction_of_matmul']:.0f}%" if r and "fraction_of_matmul" in r else "–"
+
+    lines = ["| N | SDPA | SDPA causal | module softmax | FAVOR+ m=64 | FAVOR+ m=256 | causal chunked m=256 "
+             "| SDPA / FAVOR+256 | SDPA causal / chunked | MiB: SDPA | MiB: module softmax | MiB: FAVOR+256 "
+             "| MiB: causal chunked | MiB: scan only | %mm FAVOR+256 | %mm chunked | %mm scan only |",
+             "|---:|" + "---:|" * 16]
+    for n in sizes:
+        cells = [ms("sdpa_torch", n), ms("sdpa_torch_causal", n), ms("softmax_module", n), ms("favor64_linear", n),
+                 ms("favor256_linear", n), ms("favor256_causal_chunked", n),
+                 ratio("sdpa_torch", "favor256_linear", n), ratio("sdpa_torch_causal", "favor256_causal_chunked", n),
+                 mem("sdpa_torch", n), mem("softmax_module", n), mem("favor256_linear", n),
+                 mem("favor256_causal_chunked", n), mem("favor256_causal_scan", n), frac("favor256_linear", n),
+                 frac("favor256_causal_chunked", n), frac("favor256_causal_scan", n)]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_tables(rows: list[dict], variants: list[Variant], sizes: list[int]) -> str:
+    """Markdown tables: median time (ms), peak extra memory (MiB), speed-ups and fractions of matmul throughput."""
+    lines = ["**summary (forward; times in ms, medians; peak extra memory in MiB; %mm: achieved FLOP/s as a "
+             "fraction of the matmul probe's)**", "", *summary_table(rows, sizes), ""]
+    modes = [m for m in ("forward", "backward") if any(r["mode"] == m for r in rows)]
+    for mode in modes:
+        names = [v for v in variants if any(r["variant"] == v.name and r["mode"] == mode for r in rows)]
+        for title, fmt in (("median time per call, ms", lambda r: f"{1e3 * r['median_s']:.3g}"),
+                           ("peak extra memory, MiB", lambda r: f"{r['peak_bytes'] / 2**20:.3g}")):
+            lines += [f"**{mode}: {title}**", "", "| N | " + " | ".join(v.label for v in names) + " |",
+                      "|---:|" + "---:|" * len(names)]
+            for n in sizes:
+                cells = [fmt(r) if (r := find(rows, v.name, mode, n)) else "–" for v in names]
+                lines.append(f"| {n} | " + " | ".join(cells) + " |")
+            lines.append("")
+    pairs = [(v.name, "sdpa_torch_causal" if "causal" in v.name else "sdpa_torch") for v in variants
+             if v.name.startswith("favor")]
+    lines += ["**forward: speed-up over torch SDPA (causal variants: over causal SDPA); fraction of matmul "
+              "throughput**", "", "| N | " + " | ".join(f"{a} ×" for a, _ in pairs) + " | "
+              + " | ".join(f"{a} %mm" for a, _ in pairs) + " |", "|---:|" + "---:|" * 2 * len(pairs)]
+    for n in sizes:
+        speed = []
+        for a, b in pairs:
+            ra, rb = find(rows, a, "forward", n), find(rows, b, "forward", n)
+            speed.append(f"{rb['median_s'] / ra['median_s']:.2g}" if ra and rb else "–")
+        frac = [f"{100 * r['fraction_of_matmul']:.0f}%" if (r := find(rows, a, "forward", n)) else "–"
+                for a, _ in pairs]
+        lines.append(f"| {n} | " + " | ".join(speed + frac) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def profile_tables(variants: list[Variant], n: int, device: torch.device, seed: int) -> str:
+    """torch.profiler operator tables (self CPU time) of one forward call of each FAVOR+ variant at length n."""
+    from torch.profiler import ProfilerActivity, profile
+
+    parts = []
+    for variant in variants:
+        if not variant.name.startswith("favor") or "reference" in variant.name:
+            continue
+        call = make_call(variant, "forward", n, device, seed)
+        call()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            call()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+        parts.append(f"## {variant.name} ({variant.label}), N={n}, forward\n\n{table}\n")
+    return "\n".join(parts)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES, help="sequence lengths N")
+    p.add_argument("--reps", type=int, default=5, help="timed calls per variant and N (median and quartiles)")
+    p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (recorded in the JSON)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--n-random", type=int, nargs="+", default=[64, 256], help="FAVOR+ m for non-causal attention")
+    p.add_argument("--causal-n-random", type=int, nargs="+", default=[256], help="FAVOR+ m for causal attention")
+    p.add_argument("--chunk-size", type=int, default=64, help="chunk C of causal_linear_attention")
+    p.add_argument("--reference-max-n", type=int, default=1024, help="largest N for the reference causal loop")
+    p.add_argument("--backward-max-n", type=int, default=8192, help="largest N for forward + backward")
+    p.add_argument("--modes", nargs="+", choices=["forward", "backward"], default=["forward", "backward"])
+    p.add_argument("--max-call-s", type=float, default=30.0, help="skip a variant when one call would take longer")
+    p.add_argument("--max-memory-gib", type=float, default=6.0, help="skip a variant when it would need more")
+    p.add_argument("--matmul-size", type=int, default=1024, help="side of the square matmul throughput probe")
+    p.add_argument("--compare-module", type=Path, default=None,
+                   help="another kernel_attention.py whose linear variants run in the same rounds (suffix _compared)")
+    p.add_argument("--profile-n", type=int, default=None,
+                   help="also write operator profiles of the FAVOR+ variants at this N (profile_N.txt)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if any(n < 1 for n in args.sizes) or args.reps < 1 or args.threads < 1:
+        p.error("--sizes, --reps and --threads must be positive")
+    args.sizes = sorted(set(args.sizes))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    variants = make_variants(args, device)
+    info = machine_info(device)
+    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} with "
+          f"{info['torch_threads']} threads, device {device}, load average {info['load_average_1_5_15']}")
+    started = time.perf_counter()
+    rows, skipped, matmul, history = [], [], {}, {}
+    for n in args.sizes:
+        size_rows, size_skipped, matmul[n] = bench_size(n, variants, history, args, device)
+        rows += size_rows
+        skipped += size_skipped
+        summary = ", ".join(f"{r['variant']}/{r['mode'][0]} {1e3 * r['median_s']:.3g} ms" for r in size_rows)
+        print(f"N={n}: matmul {matmul[n]['flops_per_s'] / 1e9:.0f} GFLOP/s; {summary}", flush=True)
+    pairs = [(v.name, "sdpa_torch_causal" if "causal" in v.name else "sdpa_torch")
+             for v in variants if v.name.startswith("favor")]
+    crossovers = {f"{a} vs {b}" + ("" if mode == "forward" else f" ({mode})"): crossover(rows, a, b, mode)
+                  | {"mode": mode} for mode in args.modes for a, b in pairs}
+    targets = check_targets(rows, crossovers)
+    if args.compare_module is not None:
+        targets += [t | {"target": t["target"] + " [compared module]"}
+                    for t in check_targets(rows, crossovers, suffix="_compared")]
+    mm_all = sorted(m["flops_per_s"] for m in matmul.values())
+    report = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": {"batch": BATCH, "heads": HEADS, "head_dim": HEAD_DIM, "dtype": "float32",
+                   **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}},
+        "machine": info,
+        "load_average_after": machine_info(device)["load_average_1_5_15"],
+        "elapsed_s": time.perf_counter() - started,
+        "variants": {v.name: v.label for v in variants},
+        "matmul": {"size": args.matmul_size, "median_flops_per_s": mm_all[len(mm_all) // 2],
+                   "per_n": {str(n): m for n, m in matmul.items()}},
+        "results": rows,
+        "skipped": skipped,
+        "crossover": crossovers,
+        "targets": targets,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path, png_path, md_path = args.out / "attention.json", args.out / "attention.png", args.out / "attention.md"
+    json_path.write_text(json.dumps(report, indent=1))
+    from bench.plots import plot_attention_benchmark
+    title = (f"B={BATCH}, H={HEADS}, D={HEAD_DIM}, float32, {device}; {info['cpu']}, torch threads "
+             f"{info['torch_threads']}, load {info['load_average_1_5_15']}")
+    fig = plot_attention_benchmark(rows, report["variants"], title)
+    fig.savefig(png_path, dpi=110)
+    md_path.write_text(markdown_tables(rows, variants, args.sizes))
+    if args.profile_n:
+        (args.out / f"profile_{args.profile_n}.txt").write_text(profile_tables(variants, args.profile_n, device,
+                                                                               args.seed))
+    print(md_path.read_text())
+    for c in crossovers.values():
+        print("crossover:", c["text"], f"({c['mode']})")
+    for t in targets:
+        verdict = {True: "MET", False: "MISSED", None: "not measured"}[t["met"]]
+        value = "–" if t["value"] is None else f"{t['value']:.3g}"
+        print(f"target: {t['target']}: {value} {t['op']} {t['threshold']} -> {verdict}")
+    print(f"matmul throughput (median over sizes): {report['matmul']['median_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    print(f"wrote {json_path}, {png_path}, {md_path} in {report['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The vocabulary of trusted checks (cases files such as grading/cases_hw8.py are lists of these).
+
+A `Case` calls one function (or constructs one class and calls a method) of the student's code in the sandboxed
+child, with inputs drawn in the parent from a seeded generator, and compares the returned value in the parent with
+the instructor's code run on the same inputs. A `FileCase` inspects a submitted file (e.g. the checkpoint) in the
+parent without running student code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+Compare = Callable[[Any, Any, dict], "str | None"]
+
+
+@dataclass
+class Case:
+    """One trusted check of a student function/class; `points` if the outputs match the reference, else 0."""
+
+    name: str
+    points: float
+    target: str                                   # "module:attr" (attr may be dotted) or "Notebook.ipynb:attr"
+    inputs: Callable[[torch.Generator], dict]     # -> {"args": [...], "kwargs": {...}, "init": ..., "method": ...}
+    compare: Compare | None = None                # (got, expected, request) -> None if right, else a message
+    reference: Callable[[dict], Any] | None = None  # expected output from the request; default: instructor's target
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    seed: int = 0
+    state_from_reference: bool = False            # send the instructor object's state_dict to the student's object
+    nbgrader_cell: str | None = None              # grade cell whose verdict this check confirms (autograde)
+    timeout: float | None = None                  # seconds; default: the course's case_timeout
+    hint: str = ""                                # shown with a failure, e.g. what the check exercises
+
+    @property
+    def module(self) -> str:
+        return self.target.split(":", 1)[0]
+
+
+@dataclass
+class FileCase:
+    """A check of a submitted file, run in the parent (the file is only read, never executed)."""
+
+    name: str
+    points: float
+    path: str                                     # relative to the submission
+    check: Callable[[Path, Callable[[str], Any]], "str | None"]  # (file, reference_loader) -> None or message
+    nbgrader_cell: str | None = None
+    hint: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return type(x).__name__
+
+
+def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4, where: str = "output"
+                   ) -> str | None:
+    """None if `got` matches `expected` (same structure, shapes, no NaN where the reference has none, allclose);
+    otherwise a message that names the first difference."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"{where}: expected a {_describe(expected)}, got a {_describe(got)}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"{where}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        if expected.dtype == torch.bool or got.dtype == torch.bool:
+            if got.dtype != expected.dtype:
+                return f"{where}: expected dtype {expected.dtype}, got {got.dtype}"
+            wrong = int((got != expected).sum())
+            return None if wrong == 0 else f"{where}: {wrong} of {got.numel()} entries differ"
+        if got.is_complex() or not (got.is_floating_point() or got.dtype in (torch.int32, torch.int64)):
+            return f"{where}: unexpected dtype {got.dtype}"
+        g, e = got.double(), expected.double()
+        bad = torch.isnan(g) & ~torch.isnan(e)
+        if bad.any():
+            return f"{where}: contains NaN ({int(bad.sum())} of {g.numel()} entries)"
+        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
+            err = (g - e).abs().nan_to_num(nan=math.inf).max().item()
+            return f"{where}: values differ from the reference (max abs error {err:.3g}, tolerance {atol:g})"
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(expected):
+            return f"{where}: expected a sequence of {len(expected)} items, got {_describe(got)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            message = compare_values(g, e, atol, rtol, f"{where}[{i}]")
+            if message:
+                return message
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or set(got) != set(expected):
+            return f"{where}: expected a dict with keys {sorted(expected)}, got {_describe(got)}"
+        for key in expected:
+            message = compare_values(got[key], expected[key], atol, rtol, f"{where}[{key!r}]")
+            if message:
+                return message
+        return None
+    if isinstance(expected, float) or isinstance(got, float):
+        if not isinstance(got, (int, float)) or isinstance(got, bool) or not math.isclose(got, expected,
+                                                                                       rel_tol=rtol, abs_tol=atol):
+            return f"{where}: expected {expected!r}, got {got!r}"
+        return None
+    return None if got == expected else f"{where}: expected {expected!r}, got {got!r}"
+
+
+def randn(g: torch.Generator, *shape: int) -> torch.Tensor:
+    """Standard normal tensor of `shape` from generator g (float32)."""
+    return torch.randn(*shape, generator=g)

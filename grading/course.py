@@ -1,0 +1,81 @@
+"""What a course is made of (notebooks, student modules, release allow-list), read from a TOML file.
+
+The real homework is described by grading/course.toml; the tests use a miniature course with the same
+conventions (tests/fixtures/mini_course/course.toml). Every grading entry point takes `--course PATH`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GRADING_DIR = Path(__file__).resolve().parent
+REPO_ROOT = GRADING_DIR.parent
+DEFAULT_COURSE = GRADING_DIR / "course.toml"
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+BEGIN_SCHEME, END_SCHEME = "=== BEGIN MARK SCHEME ===", "=== END MARK SCHEME ==="
+
+
+@dataclass
+class Course:
+    """One assignment: where its instructor source lives and what is released, submitted and graded."""
+
+    root: Path                      # instructor source (repository root for the real course)
+    assignment_id: str
+    notebooks: list[str]            # graded notebooks, relative to root
+    student_modules: list[str]      # .py files students edit (solution regions stripped in the release)
+    release_files: list[str]        # allow-list: files or folders copied into the release (.py stripped)
+    release_templates: dict[str, str]   # release path -> template path (relative to root)
+    checkpoint: str | None          # file a student must submit besides notebooks and modules
+    cases: str                      # trusted out-of-process checks (Python file, relative to root)
+    hidden_paths: list[str]         # instructor-only material (never released): hidden tests, grading code
+    build_dir: Path                 # where release/, autograde/, gradescope/ are written
+    cell_timeout: int = 120         # seconds per notebook cell under nbgrader
+    submission_timeout: int = 1800  # seconds for one whole submission under nbgrader
+    case_timeout: int = 60          # seconds per trusted check
+    execute_env: dict[str, str] = field(default_factory=dict)  # extra environment when notebooks run
+    check_support: list[str] = field(default_factory=list)     # files the trusted checks need next to student code
+
+    @property
+    def submission_files(self) -> list[str]:
+        """Everything a student hands in: the notebooks, the edited modules, the checkpoint."""
+        extra = [self.checkpoint] if self.checkpoint else []
+        return [*self.notebooks, *self.student_modules, *extra]
+
+    @property
+    def cases_path(self) -> Path:
+        return self.root / self.cases
+
+
+def load_course(path: str | Path = DEFAULT_COURSE) -> Course:
+    """Read a course TOML file; relative paths inside it are relative to the file's `root` (default: its folder)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"course file {path} not found (the real course is {DEFAULT_COURSE})")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    root = (path.parent / raw.get("root", ".")).resolve()
+    build_dir = (root / raw.get("build_dir", "build")).resolve()
+    try:
+        return Course(
+            root=root,
+            assignment_id=raw["assignment_id"],
+            notebooks=list(raw["notebooks"]),
+            student_modules=list(raw["student_modules"]),
+            release_files=list(raw["release_files"]),
+            release_templates=dict(raw.get("release_templates", {})),
+            checkpoint=raw.get("checkpoint"),
+            cases=raw["cases"],
+            hidden_paths=list(raw.get("hidden_paths", [])),
+            build_dir=build_dir,
+            cell_timeout=int(raw.get("cell_timeout", 120)),
+            submission_timeout=int(raw.get("submission_timeout", 1800)),
+            case_timeout=int(raw.get("case_timeout", 60)),
+            execute_env={k: str(v) for k, v in raw.get("execute_env", {}).items()},
+            check_support=list(raw.get("check_support", [])),
+        )
+    except KeyError as missing:
+        raise ValueError(f"course file {path} lacks the key {missing}") from None

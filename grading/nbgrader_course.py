@@ -1,0 +1,148 @@
+"""Set up an nbgrader course folder for a Course and run nbgrader commands in it (as subprocesses, with timeouts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from grading.course import GRADING_DIR, Course
+from grading.strip import is_marker_line
+
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", ".pytest_cache")
+
+
+def nbgrader_env(settings_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nbgrader: the venv's bin first on PATH (nbgrader runs alembic), offline hub, settings file."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["HW8_NBGRADER_SETTINGS"] = str(settings_path)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.update(extra or {})
+    return env
+
+
+def copy_entry(src_root: Path, rel: str, dest_root: Path) -> None:
+    """Copy file or folder `rel` from src_root to dest_root (same relative path)."""
+    src, dest = src_root / rel, dest_root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dest, ignore=IGNORED, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dest)
+
+
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
+           "END MARK SCHEME")
+
+
+def protect_marker_mentions(path: Path) -> None:
+    """nbgrader treats any line containing 'BEGIN SOLUTION' as a marker, even prose that quotes it. In markdown,
+    a line that mentions a marker but is not a marker line gets a no-break space instead (renders the same);
+    in code, such a line is an error with the cell named."""
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        lines = cell.source.split("\n")
+        for i, line in enumerate(lines):
+            mentions = [m for m in MARKERS if m in line]
+            if not mentions or any(is_marker_line(line, m) for m in mentions):
+                continue
+            if cell.cell_type != "markdown":
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
+                raise ValueError(f"{path.name}, cell {grade_id}: line {line.strip()!r} quotes a marker; nbgrader "
+                                 "would take it for one: rephrase it")
+            for m in mentions:
+                line = line.replace(m, m.replace(" ", "\u00a0"))
+            lines[i], changed = line, True
+        cell.source = "\n".join(lines)
+    if changed:
+        nbformat.write(nb, path)
+
+
+GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_notebooks(course: Course) -> None:
+    """Refuse, with every problem listed, notebooks whose nbgrader metadata nbgrader would choke on or that break the
+    conventions: bad or duplicated grade_id, a solution region outside a solution cell, hidden tests outside a grade
+    cell, an autograded cell without points."""
+    problems = []
+    for rel in course.notebooks:
+        nb = nbformat.read(course.root / rel, as_version=4)
+        seen = set()
+        for index, cell in enumerate(nb.cells):
+            meta = cell.metadata.get("nbgrader")
+            where = f"{rel} cell {index}"
+            has_solution = any(line.strip() == "### BEGIN SOLUTION" for line in cell.source.split("\n"))
+            has_hidden = any(line.strip() == "### BEGIN HIDDEN TESTS" for line in cell.source.split("\n"))
+            if meta is None:
+                if has_solution or has_hidden:
+                    problems.append(f"{where}: has a solution/hidden-test region but no nbgrader metadata")
+                continue
+            grade_id = meta.get("grade_id", "")
+            where += f" ({grade_id})"
+            if not GRADE_ID.match(grade_id):
+                problems.append(f"{where}: grade_id must use letters, digits, '_' or '-' only (snake_case)")
+            if grade_id in seen:
+                problems.append(f"{where}: grade_id used twice")
+            seen.add(grade_id)
+            if has_solution and not meta.get("solution"):
+                problems.append(f"{where}: solution region in a cell that is not a solution cell")
+            if has_hidden and not meta.get("grade"):
+                problems.append(f"{where}: hidden tests in a cell that is not a grade cell")
+            if meta.get("grade") and not meta.get("points"):
+                problems.append(f"{where}: graded cell without points")
+    if problems:
+        raise ValueError("notebook metadata problems (fix them in the instructor notebooks):\n  "
+                         + "\n  ".join(problems))
+
+
+def make_course_dir(course: Course, course_dir: Path, support: list[str], kernel_name: str | None = None) -> Path:
+    """Fresh nbgrader course folder with source/<id>/ = the instructor notebooks + `support` files; returns its
+    settings path. The instructor's copies of the student modules are never put in source/ (so autograde cannot
+    copy them over the student's)."""
+    check_notebooks(course)
+    if course_dir.exists():
+        shutil.rmtree(course_dir)
+    source = course_dir / "source" / course.assignment_id
+    source.mkdir(parents=True)
+    for rel in [*course.notebooks, *support]:
+        if not (course.root / rel).exists():
+            raise FileNotFoundError(f"{course.root / rel} is listed in the course file but does not exist")
+        if rel in course.student_modules:
+            raise ValueError(f"{rel} is a student module: it must not be in nbgrader's source folder")
+        copy_entry(course.root, rel, source)
+    for rel in course.notebooks:
+        protect_marker_mentions(source / rel)
+    shutil.copy2(GRADING_DIR / "nbgrader_config.py", course_dir / "nbgrader_config.py")
+    settings = {"course_dir": str(course_dir), "assignment_id": course.assignment_id,
+                "student_files": [*course.student_modules, *([course.checkpoint] if course.checkpoint else [])],
+                "cell_timeout": course.cell_timeout, "kernel_name": kernel_name}
+    settings_path = course_dir / "grading_settings.json"
+    settings_path.write_text(json.dumps(settings, indent=1))
+    return settings_path
+
+
+def run_nbgrader(course_dir: Path, settings_path: Path, args: list[str], timeout: float,
+                 extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `nbgrader ARGS` in the course folder; kill its whole process group after `timeout` seconds.
+
+    Returns the CompletedProcess (returncode -9 and a note in stderr on timeout); never raises for nbgrader errors.
+    """
+    cmd = [str(Path(sys.executable).parent / "nbgrader"), *args]
+    proc = subprocess.Popen(cmd, cwd=course_dir, env=nbgrader_env(settings_path, extra_env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        return subprocess.CompletedProcess(cmd, -9, out, f"timed out after {timeout:.0f} s")

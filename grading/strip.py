@@ -1,0 +1,137 @@
+"""Remove solution regions from `.py` modules with nbgrader's own ClearSolutions (nbgrader copies `.py` verbatim).
+
+`strip_solutions(source, filename)` wraps the module in a one-cell notebook, lets
+`ClearSolutions._replace_solution_region` swap every `### BEGIN SOLUTION` ... `### END SOLUTION` region for a stub,
+and names the enclosing function in the stub's message. The stub is indented like the region's body, so a marker
+written at a shallower indentation still yields valid Python.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nbformat.v4 import new_code_cell
+from nbgrader.preprocessors import ClearSolutions
+
+from grading.course import BEGIN_HIDDEN, BEGIN_SCHEME, BEGIN_SOLUTION, END_HIDDEN, END_SCHEME, END_SOLUTION
+
+_PLACEHOLDER = "__HW8_STUB__"
+_MENTION = "__HW8_MARKER_MENTION__"  # prose that quotes a marker (e.g. a docstring) is not a marker line
+_DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)|^(\s*)class\s+(\w+)")
+
+
+def _indent(line: str) -> str:
+    return re.match(r"\s*", line).group(0)
+
+
+def is_marker_line(line: str, marker: str) -> bool:
+    """True if the line is a marker line: the marker text plus only '#', '=' and spaces (CONVENTIONS: regions sit
+    between marker lines). Prose that quotes a marker (a docstring, a markdown sentence) is not one."""
+    core = marker.strip("#= ")
+    return core in line and not line.replace(core, "").strip("#= \t")
+
+
+def _is_marker(line: str) -> bool:
+    return is_marker_line(line, BEGIN_SOLUTION) or is_marker_line(line, END_SOLUTION)
+
+
+def _align_markers(lines: list[str]) -> list[str]:
+    """Give each BEGIN SOLUTION marker the indentation of the first code line of its region."""
+    out = list(lines)
+    for i, line in enumerate(lines):
+        if BEGIN_SOLUTION not in line:
+            continue
+        for body in lines[i + 1:]:
+            if END_SOLUTION in body:
+                break
+            if body.strip():
+                out[i] = _indent(body) + line.strip()
+                break
+    return out
+
+
+def _enclosing_name(lines: list[str], index: int) -> str:
+    """Qualified name (Class.method or function) of the def that contains line `index`."""
+    indent = len(_indent(lines[index]))
+    names = []
+    for line in reversed(lines[:index]):
+        m = _DEF.match(line)
+        if m and line.strip():
+            level = len(m.group(1) if m.group(1) is not None else m.group(3))
+            if level < indent:
+                names.append(m.group(2) or m.group(4))
+                indent = level
+                if level == 0:
+                    break
+    return ".".join(reversed(names)) or "this part"
+
+
+def strip_solutions(source: str, filename: str) -> str:
+    """Return `source` with every solution region replaced by `raise NotImplementedError(...)`.
+
+    Raises ValueError if a region is unterminated or nested, or if hidden-test / mark-scheme markers appear
+    (those never belong in a released module).
+    """
+    for marker in (BEGIN_HIDDEN, END_HIDDEN, BEGIN_SCHEME, END_SCHEME):
+        if marker in source:
+            raise ValueError(f"{filename} contains '{marker}': hidden tests belong in grading/hidden_tests/")
+    lines = [line if _is_marker(line) else line.replace("BEGIN SOLUTION", _MENTION + "B").replace(
+        "END SOLUTION", _MENTION + "E") for line in source.split("\n")]
+    cell = new_code_cell(source="\n".join(_align_markers(lines)))
+    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "grade_id": "module",
+                                 "schema_version": 3, "task": False}
+    clear = ClearSolutions(code_stub={"python": f"raise NotImplementedError({_PLACEHOLDER})"},
+                           begin_solution_delimeter=BEGIN_SOLUTION.removeprefix("### "),
+                           end_solution_delimeter=END_SOLUTION.removeprefix("### "))
+    try:
+        clear._replace_solution_region(cell, "python")
+    except RuntimeError as err:
+        raise ValueError(f"{filename}: {err} (check the ### BEGIN/END SOLUTION markers)") from None
+    lines = cell.source.split("\n")
+    module = filename.rsplit("/", 1)[-1]
+    for i, line in enumerate(lines):
+        if _PLACEHOLDER in line:
+            name = _enclosing_name(lines, i)
+            lines[i] = line.replace(_PLACEHOLDER, repr(f"{name} in {module}: replace this line with your code"))
+    stripped = "\n".join(lines).replace(_MENTION + "B", "BEGIN SOLUTION").replace(_MENTION + "E", "END SOLUTION")
+    compile(stripped, filename, "exec")  # the release must at least import
+    return stripped
+
+
+def has_solution_regions(source: str) -> bool:
+    """True if the text contains a solution region marker."""
+    return BEGIN_SOLUTION in source
+
+
+def regions(text: str, begin: str, end: str) -> list[str]:
+    """Bodies (without the marker lines) of every begin/end region in `text`; an unterminated one runs to the end."""
+    found, current = [], None
+    for line in text.split("\n"):
+        if is_marker_line(line, begin):
+            current = []
+        elif is_marker_line(line, end) and current is not None:
+            found.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        found.append("\n".join(current))
+    return found
+
+
+def outside_regions(text: str, pairs: list[tuple[str, str]]) -> str:
+    """The text with every region (and its marker lines) of the given begin/end pairs removed."""
+    kept, inside = [], None
+    for line in text.split("\n"):
+        if inside is None:
+            opener = next((end for begin, end in pairs if is_marker_line(line, begin)), None)
+            if opener is not None:
+                inside = opener
+            else:
+                kept.append(line)
+        elif is_marker_line(line, inside):
+            inside = None
+    return "\n".join(kept)
+
+
+ALL_REGION_PAIRS = [(BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN), (BEGIN_SCHEME, END_SCHEME)]

@@ -1,0 +1,203 @@
+"""Decoding: greedy, sampling (temperature / top-k / top-p, several samples per article), beam search.
+
+The encoder memory is computed once per article; the decoder keeps a per-layer cache of its self-attention inputs
+so each step computes only the newest position (`use_cache=False` re-runs the decoder on the whole prefix: the plain
+reference path the tests compare against). Shapes: B articles, N = B * (samples or beams) rows, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor
+
+from summarizer.batching import pad
+from summarizer.model import Summarizer
+from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode, encode
+
+
+class _Decoder:
+    """Decoding state for N rows: encoder memory (computed once), generated ids, per-layer caches."""
+
+    def __init__(self, model: Summarizer, src: Tensor, repeats: int, use_cache: bool):
+        self.model, self.use_cache = model, use_cache
+        memory, src_mask = model.encode(src)
+        self.memory = memory.repeat_interleave(repeats, 0)  # (N, S, d_enc)
+        self.src_mask = src_mask.repeat_interleave(repeats, 0)  # (N, S)
+        self.src = src.repeat_interleave(repeats, 0)  # (N, S)
+        self.ids = torch.full((self.src.shape[0], 1), BOS_ID, dtype=torch.long, device=src.device)  # (N, t)
+        self.caches: list[Tensor] | None = None
+
+    def next_log_probs(self) -> Tensor:
+        """log p(next token | prefix) for every row: (N, V); <pad> and <bos> are never generated."""
+        if self.use_cache:
+            caches = self.caches if self.caches is not None else self._empty_caches()
+            h, self.caches, _ = self.model.decode_hidden(self.ids, self.memory, self.src_mask, caches=caches)
+        else:
+            h, _, _ = self.model.decode_hidden(self.ids, self.memory, self.src_mask)
+        logp = self.model.output_log_probs(h[:, -1:], self.memory, self.src, self.src_mask)[:, 0]
+        logp[:, PAD_ID] = float("-inf")
+        logp[:, BOS_ID] = float("-inf")
+        return logp
+
+    def _empty_caches(self) -> list[Tensor]:
+        n, d = self.ids.shape[0], self.model.cfg.d_dec
+        return [self.memory.new_zeros(n, 0, d) for _ in self.model.decoder]
+
+    def append(self, tokens: Tensor, rows: Tensor | None = None) -> None:
+        """Reorder rows by `rows` (beam search) and append tokens (N,)."""
+        if rows is not None:
+            self.ids = self.ids[rows]
+            if self.caches is not None:
+                self.caches = [c[rows] for c in self.caches]
+        self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
+
+
+def block_repeated_ngrams(logp: Tensor, ids: Tensor, n: int) -> Tensor:
+    """Ban (-inf) each next token that would repeat an n-gram already in the row (in place; logp (N, V), ids (N, t))."""
+    if n <= 0 or ids.shape[1] < n:
+        return logp
+    rows = ids.tolist()
+    for r, seq in enumerate(rows):
+        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+        banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix]
+        if banned:
+            logp[r, banned] = float("-inf")
+    return logp
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Keep the top_k largest logits and the smallest set whose probability reaches top_p; others -> -inf. (N, V)."""
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum - sorted_logits.softmax(-1) >= top_p  # drop tokens once the mass before them reaches top_p
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(model: Summarizer, src: Tensor, *, max_len: int | None = None, sample: bool = False,
+             num_samples: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             no_repeat_ngram_size: int = 0, use_cache: bool = True, generator: torch.Generator | None = None
+             ) -> Tensor:
+    """Greedy (sample=False) or sampled continuations: src (B, S) -> ids (B * num_samples, T) without <bos>.
+
+    Rows b * num_samples ... (b + 1) * num_samples - 1 belong to article b: all samples come from one batched call.
+    After <eos> a row emits <pad>.
+    """
+    if num_samples < 1 or temperature <= 0:
+        raise ValueError(f"num_samples={num_samples} must be >= 1 and temperature={temperature} > 0")
+    if num_samples > 1 and not sample:
+        raise ValueError("num_samples > 1 needs sample=True (greedy decoding gives identical copies)")
+    model.eval()
+    max_len = max_len or model.cfg.max_target_len
+    state = _Decoder(model, src, num_samples, use_cache)
+    done = torch.zeros(state.ids.shape[0], dtype=torch.bool, device=src.device)
+    for _ in range(max_len - 1):
+        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)
+        if sample:
+            probs = filter_logits(logp / temperature, top_k, top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            token = logp.argmax(-1)
+        token = token.masked_fill(done, PAD_ID)
+        state.append(token)
+        done |= token == EOS_ID
+        if done.all():
+            break
+    return state.ids[:, 1:]
+
+
+@torch.no_grad()
+def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: int | None = None,
+                length_penalty: float = 1.0, no_repeat_ngram_size: int = 3, num_return: int = 1,
+                use_cache: bool = True) -> list[list[list[int]]]:
+    """Beam search for each article: src (B, S) -> per article the `num_return` best id lists (without <bos>/<eos>).
+
+    Hypothesis score = sum of log-probs / length ** length_penalty. An article stops once it has beam_size finished
+    hypotheses; at max_len the live beams count as finished.
+    """
+    if not 1 <= num_return <= beam_size:
+        raise ValueError(f"num_return={num_return} must be between 1 and beam_size={beam_size}")
+    model.eval()
+    b, k = src.shape[0], beam_size
+    max_len = max_len or model.cfg.max_target_len
+    state = _Decoder(model, src, k, use_cache)
+    scores = torch.full((b, k), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    for step in range(1, max_len):
+        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)
+        cand = (scores[:, :, None] + logp.view(b, k, -1)).view(b, -1)  # (B, K * V)
+        top_scores, top_idx = cand.topk(2 * k, dim=-1)
+        vocab = logp.shape[-1]
+        rows, tokens, new_scores = [], [], []
+        for i in range(b):
+            alive = []
+            for sc, idx in zip(top_scores[i].tolist(), top_idx[i].tolist()):
+                beam, tok = divmod(idx, vocab)
+                if sc == float("-inf"):
+                    break
+                if tok == EOS_ID or step == max_len - 1:
+                    if len(finished[i]) < k:
+                        ids = state.ids[i * k + beam, 1:].tolist() + ([] if tok == EOS_ID else [tok])
+                        finished[i].append((sc / max(1, len(ids) + 1) ** length_penalty, ids))
+                elif len(alive) < k:
+                    alive.append((sc, i * k + beam, tok))
+                if len(alive) == k:
+                    break
+            if len(finished[i]) >= k or not alive:  # article done: keep dead rows (their score is -inf)
+                alive = [(float("-inf"), i * k, PAD_ID)] * k
+            alive += [(float("-inf"), alive[0][1], PAD_ID)] * (k - len(alive))
+            for sc, row, tok in alive:
+                new_scores.append(sc)
+                rows.append(row)
+                tokens.append(tok)
+        if all(len(f) >= k for f in finished):
+            break
+        scores = torch.tensor(new_scores, device=src.device).view(b, k)
+        state.append(torch.tensor(tokens, device=src.device), torch.tensor(rows, device=src.device))
+    out = []
+    for f in finished:
+        f.sort(key=lambda x: -x[0])
+        out.append([ids for _, ids in f[:num_return]] or [[]])
+    return out
+
+
+@torch.no_grad()
+def summarize(model: Summarizer, tok: Tokenizer, articles: Sequence[str], *, method: str = "beam",
+              batch_size: int = 128, beam_size: int = 4, num_samples: int = 1, temperature: float = 1.0,
+              top_k: int = 0, top_p: float = 1.0, no_repeat_ngram_size: int = 3, max_len: int | None = None,
+              seed: int = 0) -> list[str] | list[list[str]]:
+    """Summaries of raw article texts. method: "greedy", "beam" or "sample".
+
+    Returns one string per article, or for method="sample" with num_samples > 1 a list of num_samples strings per
+    article (question 1(f): the articles are repeated num_samples times inside one batched decoding call).
+    """
+    if method not in ("greedy", "beam", "sample"):
+        raise ValueError(f"method={method!r}: expected 'greedy', 'beam' or 'sample'")
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    out: list = []
+    for start in range(0, len(articles), batch_size):
+        chunk = articles[start:start + batch_size]
+        src = pad(encode(tok, chunk, model.cfg.max_source_len), model.device)
+        if method == "beam":
+            best = beam_search(model, src, beam_size=beam_size, max_len=max_len,
+                               no_repeat_ngram_size=no_repeat_ngram_size)
+            out += [decode(tok, hyps[0]) for hyps in best]
+            continue
+        ids = generate(model, src, max_len=max_len, sample=method == "sample", num_samples=num_samples,
+                       temperature=temperature, top_k=top_k, top_p=top_p,
+                       no_repeat_ngram_size=no_repeat_ngram_size, generator=generator)
+        texts = [decode(tok, row) for row in ids.tolist()]
+        if num_samples == 1:
+            out += texts
+        else:
+            out += [texts[i:i + num_samples] for i in range(0, len(texts), num_samples)]
+    return out

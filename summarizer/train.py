@@ -1,0 +1,104 @@
+"""Training loop: AdamW, linear warm-up then cosine decay, gradient clipping, tqdm, periodic validation loss."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from summarizer.batching import EncodedPairs, iterate_batches, sequential_batches
+from summarizer.model import Summarizer
+from summarizer.tokenizer import PAD_ID
+
+
+@dataclass
+class TrainHistory:
+    """Loss curves of one run: train loss per step, validation loss at eval steps, wall-clock seconds."""
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def curves(self, smooth: int = 25) -> dict[str, list[tuple[int, float]]]:
+        """{"train loss (moving avg)": [(step, loss)], "validation loss": [(step, loss)]} for
+        helper.plot_training_curves; the train loss is averaged over the last `smooth` steps."""
+        k = max(1, min(smooth, len(self.train_loss)))
+        avg = [sum(self.train_loss[i - k + 1:i + 1]) / k for i in range(k - 1, len(self.train_loss))]
+        return {"train loss (moving avg)": list(zip(self.steps[k - 1:], avg)),
+                "validation loss": list(zip(self.val_steps, self.val_loss))}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainHistory:
+        """Inverse of to_dict (e.g. the history stored in a checkpoint)."""
+        return cls(**{k: d[k] for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds") if k in d})
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds")}
+
+
+def default_device() -> torch.device:
+    """CUDA when available, CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine decay to `floor` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def validation_loss(model: Summarizer, pairs: EncodedPairs, batch_size: int = 128) -> float:
+    """Mean NLL per target token over all pairs (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for src, tgt_in, tgt_out in sequential_batches(pairs, batch_size, model.device):
+        total += model.token_nll(src, tgt_in, tgt_out).sum().item()
+        count += int((tgt_out != PAD_ID).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: EncodedPairs, *, steps: int,
+                batch_size: int = 64, lr: float = 2e-3, warmup: int = 100, weight_decay: float = 0.01,
+                clip: float = 1.0, eval_every: int = 200, seed: int = 0, desc: str = "train",
+                progress: bool = True) -> TrainHistory:
+    """Train `model` in place for `steps` AdamW steps; validation loss every `eval_every` steps and at the end."""
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be >= 1")
+    torch.manual_seed(seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, steps))
+    history = TrainHistory()
+    batches = iterate_batches(train_pairs, batch_size, seed, model.device)
+    start = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=2.0)
+    for step in bar:
+        src, tgt_in, tgt_out = next(batches)
+        loss = model.loss(src, tgt_in, tgt_out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+        history.steps.append(step)
+        history.train_loss.append(loss.item())
+        if step % eval_every == 0 or step == steps:
+            history.val_steps.append(step)
+            history.val_loss.append(validation_loss(model, val_pairs))
+            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history

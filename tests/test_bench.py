@@ -1,0 +1,150 @@
+"""The benchmarks run end to end in a tiny configuration and write valid results (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import kernel_attention as ka
+from bench import flops
+from bench.bench_attention import crossover, memory_slope
+from bench.measure import peak_extra_memory
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_script(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a script from the repository root, offline, one thread (plus `env`)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_attention_tiny_run_writes_json_and_png(tmp_path):
+    out = tmp_path / "bench"
+    proc = run_script("bench/bench_attention.py", "--sizes", "64", "128", "--reps", "2", "--threads", "1",
+                      "--matmul-size", "256", "--profile-n", "64", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "attention.json").read_text())
+    assert report["machine"]["torch_threads"] == 1
+    assert report["config"]["sizes"] == [64, 128]
+    assert report["matmul"]["median_flops_per_s"] > 0
+    names = set(report["variants"])
+    assert {"sdpa_torch", "sdpa_torch_causal", "softmax_module", "favor64_linear", "favor256_linear",
+            "favor256_causal_chunked", "favor256_causal_scan", "favor256_causal_reference"} <= names
+    measured = {(r["variant"], r["mode"], r["n"]) for r in report["results"]}
+    for name in names:
+        for n in (64, 128):
+            assert (name, "forward", n) in measured
+    assert ("favor256_causal_reference", "backward", 64) not in measured        # the loop is forward-only
+    assert any(s["variant"] == "favor256_causal_reference" and s["mode"] == "backward" for s in report["skipped"])
+    for r in report["results"]:
+        assert len(r["times_s"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"]
+        assert r["peak_bytes"] > 0
+        if r["mode"] == "forward":
+            assert r["flops"] > 0 and r["fraction_of_matmul"] > 0
+    assert {t["met"] for t in report["targets"]} <= {None, True, False}
+    png = (out / "attention.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert "| 128 |" in (out / "attention.md").read_text()
+    assert "aten::" in (out / "profile_64.txt").read_text()
+
+
+def test_peak_extra_memory_sees_torch_cpu_allocations():
+    n = 1 << 20                                                       # 4 MiB of float32
+
+    def two_buffers():
+        a = torch.ones(n)
+        b = a * 2                                                     # both alive: 8 MiB
+        return float(b[0])
+
+    peak = peak_extra_memory(two_buffers, torch.device("cpu"))
+    assert 8 * 2**20 <= peak < 9 * 2**20
+
+
+@pytest.mark.parametrize("n, m, chunk", [(256, 32, 64), (200, 16, 64), (128, 64, 32)])
+def test_flop_formulas_match_torch_flop_counter(n, m, chunk):
+    """The matmul terms of bench/flops.py equal what torch counts when the module runs (up to the normaliser)."""
+    b, h, d = 2, 3, 16
+    q, k, v = (torch.randn(b, h, n, d) for _ in range(3))
+    fm = ka.FavorPositiveFeatures(d, m)
+
+    def counted(fn):
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    with torch.no_grad():
+        phi_q, phi_k = fm(q, is_query=True), fm(k)
+        assert counted(lambda: (fm(q, is_query=True), fm(k))) == flops.matmul_part("favor_features", b, h, n, d, m)
+        for kind, fn in (("linear", lambda: ka.linear_attention(phi_q, phi_k, v)),
+                         ("causal_chunked", lambda: ka.causal_linear_attention(phi_q, phi_k, v, chunk_size=chunk))):
+            expected = flops.matmul_part(kind, b, h, n, d, m, chunk)
+            normaliser_matvec = 2 * b * h * n * m
+            assert expected <= counted(fn) <= expected + normaliser_matvec, kind
+    with torch.no_grad():
+        softmax_matmuls = counted(lambda: ka.scaled_dot_product_attention(q, k, v))
+    assert flops.softmax_attention(b, h, n, d) == softmax_matmuls + 3 * b * h * n * n
+
+
+def test_crossover_and_memory_slope_on_synthetic_rows():
+    def row(variant, n, t, mem=1):
+        return {"variant": variant, "mode": "forward", "n": n, "median_s": t, "peak_bytes": mem}
+
+    rows = [row("soft", n, n * n * 1e-6, n * n) for n in (256, 512, 1024, 2048)]
+    rows += [row("lin", n, n * 1e-3, 100 * n) for n in (256, 512, 1024, 2048)]
+    c = crossover(rows, "lin", "soft")
+    assert c["bracket"] == [512, 1024] and c["n"] == pytest.approx(1000, rel=0.01)    # n^2 1e-6 = n 1e-3 at n=1000
+    assert memory_slope(rows, "lin", n_min=256) == pytest.approx(1.0)
+    assert memory_slope(rows, "soft", n_min=256) == pytest.approx(2.0)
+    assert crossover(rows, "soft", "lin")["n"] is None
+    assert math.isclose(flops.matmul(4), 128)
+
+
+def test_time_to_quality_table_from_results_json(tmp_path):
+    results = {
+        "fast": True, "n_test": 100, "machine": "test",
+        "lead": {"rouge1": 30.0, "rouge2": 12.0, "rougeL": 27.0},
+        "runs": [
+            {"name": "main", "attention": "softmax", "steps": 60, "train_seconds": 12.5,
+             "rouge": {"rouge1": 20.0, "rouge2": 5.0, "rougeL": 18.0}},
+            {"name": "1g performer", "attention": "performer", "n_random": 16, "steps": 15, "train_seconds": 4.0,
+             "rouge": {"rouge1": 10.0, "rouge2": 2.0, "rougeL": 9.0}},
+        ],
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "ttq"
+    proc = run_script("bench/time_to_quality.py", "--results", str(path), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (out / "time_to_quality.md").read_text()
+    assert "Lead-10" in table and "performer" in table and "12.5" in table
+    assert "-10.0" in table                                            # ROUGE-1 of main minus Lead
+    assert json.loads((out / "time_to_quality.json").read_text())["rows"][0]["name"] == "main"
+
+
+def test_time_to_quality_fails_clearly_without_results(tmp_path):
+    missing = tmp_path / "nothing.json"
+    proc = run_script("bench/time_to_quality.py", "--results", str(missing), "--out", str(tmp_path))
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr and "Summarization" in proc.stderr
+
+
+def test_time_to_quality_trains_softmax_and_performer(tmp_path):
+    """--train measures both attentions through the summarizer package (HW8_FAST sizes, 2 steps) and tabulates."""
+    proc = run_script("bench/time_to_quality.py", "--train", "--steps", "2", "--n-eval", "4", "--threads", "1",
+                      "--out", str(tmp_path), env={"HW8_FAST": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((tmp_path / "time_to_quality_runs.json").read_text())
+    assert runs["fast"] is True and runs["n_test"] == 4
+    assert [r["attention"] for r in runs["runs"]] == ["softmax", "performer"]
+    assert all(r["steps"] == 2 and r["train_seconds"] > 0 for r in runs["runs"])
+    assert (tmp_path / "time_to_quality.png").read_bytes().startswith(PNG_MAGIC)

@@ -1,0 +1,431 @@
+"""Grading tools (issue 7): release, leak check, nbgrader autograde, Gradescope harness, submission zip, threat model.
+
+The whole cycle runs on the mini course (tests/fixtures/mini_course, canaries planted in every secret) with the
+broken-submission corpus (tests/broken_submissions/corpus.py) through both graders. The real repository gets the
+release + leak check, the student's view of the release (imports, NotImplementedError stubs, solutions pasted back)
+and a Gradescope run of kernel_attention.py (instructor solution: full marks; untouched release: zero).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+REPO = Path(__file__).resolve().parents[1]
+MINI = REPO / "tests" / "fixtures" / "mini_course"
+sys.path.insert(0, str(REPO))
+
+from grading import sandbox  # noqa: E402
+from grading.course import load_course  # noqa: E402
+from grading.gradescope import build_bundle  # noqa: E402
+from grading.leakcheck import collect_secrets, find_leaks  # noqa: E402
+from grading.release import build_release  # noqa: E402
+from grading.strip import strip_solutions  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("hw8_corpus", REPO / "tests" / "broken_submissions" / "corpus.py")
+corpus = importlib.util.module_from_spec(_spec)
+sys.modules["hw8_corpus"] = corpus          # dataclasses look their module up
+_spec.loader.exec_module(corpus)
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """A private (0700) folder for this module, outside pytest's basetemp: concurrent pytest sessions of the same
+    user prune each other's basetemp folders, and the sandbox tests need folders the student uid cannot read."""
+    folder = Path(tempfile.mkdtemp(prefix="hw8-grading-tests-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp(scratch, request):
+    folder = scratch / request.node.name
+    folder.mkdir()
+    return folder
+
+
+def run(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def execute_notebook(path: Path, timeout: int = 120) -> str | None:
+    """Run a notebook in its folder; None if every cell ran, else the name of the first exception."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        return err.ename
+    finally:
+        nbformat.write(nb, path)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ the mini course
+
+
+@pytest.fixture(scope="module")
+def mini(scratch):
+    """The mini course and its release (built, leak-checked and zipped by grading/release.py)."""
+    course = load_course(MINI / "course.toml")
+    build = scratch / "mini_build"
+    started = time.monotonic()
+    release, zip_path = build_release(course, build / "release")
+    TIMINGS["mini release"] = time.monotonic() - started
+    return {"course": course, "release": release, "zip": zip_path, "build": build}
+
+
+@pytest.fixture(scope="module")
+def submissions(mini, scratch):
+    """The solution, the untouched release and every broken submission, as folders."""
+    base = scratch / "corpus"
+    made = corpus.build_corpus(mini["release"], base / "subs", autograder_base=base / "gs")
+    return {"folders": made, "gs_base": base / "gs", "base": base}
+
+
+def test_strip_solutions_keeps_signatures_docstrings_and_indents_the_stub():
+    source = '''"""Module doc that quotes the markers: `### BEGIN SOLUTION` ... `### END SOLUTION`."""
+
+
+def f(x):
+    """Doc of f."""
+### BEGIN SOLUTION
+    y = x + 1  # SECRET_ONE
+    return y
+### END SOLUTION
+
+
+class A:
+    def g(self, x):
+        """Doc of g."""
+        if x:
+            ### BEGIN SOLUTION
+            return -x  # SECRET_TWO
+            ### END SOLUTION
+        return 0
+'''
+    out = strip_solutions(source, "m.py")
+    assert "SECRET" not in out and "return y" not in out
+    assert '"""Doc of f."""' in out and "def g(self, x):" in out and "quotes the markers" in out
+    namespace = {}
+    exec(compile(out, "m.py", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match="f in m.py"):
+        namespace["f"](1)
+    with pytest.raises(NotImplementedError, match="A.g in m.py"):
+        namespace["A"]().g(1)
+    assert namespace["A"]().g(0) == 0
+    with pytest.raises(ValueError, match="no end solution"):
+        strip_solutions("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "bad.py")
+    with pytest.raises(ValueError, match="hidden tests"):
+        strip_solutions("### BEGIN HIDDEN TESTS\nassert 1\n### END HIDDEN TESTS\n", "bad.py")
+
+
+def test_mini_release_is_the_allow_list_with_stubs(mini):
+    release = mini["release"]
+    files = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    assert files == ["Mini.ipynb", "README.md", "data/numbers.txt", "helper_mini.py", "mini_ops.py",
+                     "tests/test_mini_ops.py"]
+    module = (release / "mini_ops.py").read_text()
+    assert module.count("raise NotImplementedError(") == 3
+    assert '"""Softmax over the last axis: x (..., D) -> (..., D), rows sum to one."""' in module
+    assert "def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:" in module
+    nb = nbformat.read(release / "Mini.ipynb", as_version=4)
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    assert "raise NotImplementedError()" in by_id["scale_rows_impl"].source
+    assert by_id["answer_1a"].source == "YOUR ANSWER HERE"
+    assert "HIDDEN" not in json.dumps(nb) and all(not c.get("outputs") for c in nb.cells)
+    with zipfile.ZipFile(mini["zip"]) as zf:
+        assert sorted(n.removeprefix("mini/") for n in zf.namelist()) == files
+
+
+def test_leak_check_finds_every_planted_secret(mini, tmp):
+    course, clean = mini["course"], mini["release"]
+    assert find_leaks(course, clean, mini["zip"]) == []
+    secrets = collect_secrets(course).lines()
+    assert any("CANARY_NB_HIDDEN_91c2" in s for s in secrets) and any("CANARY_ANSWER_e44d" in s for s in secrets)
+    leaky = tmp / "release"
+    shutil.copytree(clean, leaky)
+    # a hidden-test line pasted into a released module, a solution line in a notebook output,
+    # the written answer inside a compressed data file, the hidden checks file inside a zip
+    hidden_line = "assert torch.allclose(scale_rows(y) * y.abs().amax(dim=-1, keepdim=True), y)"
+    (leaky / "helper_mini.py").write_text((leaky / "helper_mini.py").read_text() + f"\n{hidden_line}\n")
+    nb = nbformat.read(leaky / "Mini.ipynb", as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="    return x / x.abs().amax(dim=-1, keepdim=True)\n")]
+    nbformat.write(nb, leaky / "Mini.ipynb")
+    import gzip
+    (leaky / "data" / "extra.txt.gz").write_bytes(gzip.compress(
+        b"Over the keys: the softmax normalises each query's row of weights.\n"))
+    with zipfile.ZipFile(leaky / "data" / "bundle.zip", "w") as zf:
+        zf.write(MINI / "grading_cases.py", "grading_cases.py")
+    where = {leak.where for leak in find_leaks(course, leaky)}
+    assert {"helper_mini.py", "Mini.ipynb", "data/extra.txt", "data/bundle.zip!grading_cases.py"} <= where
+
+
+def test_mini_release_runs_for_a_student_and_passes_with_solutions(mini, tmp):
+    student = tmp / "student"
+    shutil.copytree(mini["release"], student)
+    assert execute_notebook(student / "Mini.ipynb") == "NotImplementedError"     # runs up to the first stub
+    visible = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], student, 300)
+    assert visible.returncode == 1 and "NotImplementedError" in visible.stdout
+    assert "ImportError" not in visible.stdout and "ModuleNotFoundError" not in visible.stdout
+    solved = corpus.make_solution(mini["release"], tmp / "solved_files")
+    shutil.copy2(solved / "Mini.ipynb", student / "Mini.ipynb")
+    shutil.copy2(solved / "mini_ops.py", student / "mini_ops.py")
+    assert execute_notebook(student / "Mini.ipynb") is None
+    assert (student / "checkpoints" / "tiny.pt").is_file()
+    visible = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], student, 300)
+    assert visible.returncode == 0, visible.stdout[-2000:]
+    # make submission: refuses an unrun notebook and a missing checkpoint, then zips exactly the graded files
+    args = [sys.executable, str(REPO / "grading" / "submission.py"), "--root", str(student), "--notebooks",
+            "Mini.ipynb", "--modules", "mini_ops.py", "--checkpoint", "checkpoints/tiny.pt"]
+    (student / "checkpoints" / "tiny.pt").rename(student / "tiny.pt")
+    missing = run(args, student, 60)
+    assert missing.returncode == 1 and "checkpoints/tiny.pt not found" in missing.stderr
+    (student / "tiny.pt").rename(student / "checkpoints" / "tiny.pt")
+    ok = run(args, student, 60)
+    assert ok.returncode == 0, ok.stderr
+    with zipfile.ZipFile(student / "build" / "submission" / "hw8_submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["Mini.ipynb", "checkpoints/tiny.pt", "mini_ops.py"]
+    shutil.copy2(mini["release"] / "Mini.ipynb", student / "Mini.ipynb")          # never run
+    unrun = run(args, student, 60)
+    assert unrun.returncode == 1 and "Mini.ipynb has no outputs" in unrun.stderr
+
+
+EXPECTED = {"solution": (8, 8, ()), "untouched_release": (0, 0, ("NotImplementedError",)),
+            **{b.name: (b.nbgrader, b.gradescope, b.messages) for b in corpus.CORPUS}}
+
+
+def _expected_messages(messages: tuple[str, ...], path: str) -> list[str]:
+    other = "gs:" if path == "nb" else "nb:"
+    return [m.removeprefix(f"{path}:") for m in messages if not m.startswith(other)]
+
+
+def test_autograde_nbgrader_grades_the_whole_corpus(mini, submissions):
+    assert len(corpus.CORPUS) >= 12
+    out = submissions["base"] / "autograde"
+    started = time.monotonic()
+    result = run([sys.executable, str(REPO / "grading" / "autograde.py"), str(submissions["base"] / "subs"),
+                  "--course", str(MINI / "course.toml"), "--out", str(out)], REPO, 900)
+    TIMINGS["nbgrader corpus"] = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with (out / "scores.csv").open() as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(EXPECTED)
+    for name, (nb_score, _, messages) in EXPECTED.items():
+        row = rows[name]
+        assert float(row["total"]) == nb_score, (name, row["total"], row["messages"])
+        assert float(row["max"]) == corpus.MAX_POINTS and float(row["manual_points_pending"]) == 1
+        for text in _expected_messages(messages, "nb"):
+            assert text in row["messages"], (name, text, row["messages"])
+        assert (out / "feedback" / name / "trusted_checks.html").is_file()
+        assert (out / "feedback" / name / "Mini.html").is_file() or name == "corrupt_json"
+    TIMINGS["nbgrader per submission"] = TIMINGS["nbgrader corpus"] / len(rows)
+
+
+def _gradescope_run(bundle: Path, root: Path, submission: Path, uid: int) -> dict:
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "results").mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+    shutil.copytree(submission, root / "submission")
+    fake = {"score": 999, "tests": []}                      # planted before grading: must be replaced
+    (root / "results" / "results.json").write_text(json.dumps(fake))
+    env = {**ENV, "HW8_AUTOGRADER_ROOT": str(root), "HW8_PYTHON": sys.executable, "HW8_SANDBOX_UID": str(uid),
+           "HW8_SANDBOX_EXTRA_HIDE": str(REPO)}              # a Gradescope image has no instructor repository
+    started = time.monotonic()
+    done = run(["bash", str(root / "source" / "run_autograder")], root, 600, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    results["_seconds"] = time.monotonic() - started
+    return results
+
+
+def _uid_processes(uid: int) -> int:
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        count += int(line.split()[1]) == uid
+    return count
+
+
+def test_gradescope_harness_grades_the_whole_corpus(mini, submissions):
+    bundle = build_bundle(mini["course"], submissions["base"] / "gradescope")
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+    assert {"setup.sh", "run_autograder", "cases.py", "grading/harness.py", "reference/mini_ops.py"} <= names
+    folders = submissions["folders"]
+    uids = [sandbox.SANDBOX_UID + 20 + i for i in range(len(folders))]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(_gradescope_run, bundle, submissions["gs_base"] / name, folder, uid)
+                   for (name, folder), uid in zip(folders.items(), uids)}
+        results = {name: f.result() for name, f in futures.items()}
+    TIMINGS["gradescope corpus"] = time.monotonic() - started
+    TIMINGS["gradescope per submission (mean of runs)"] = sum(r["_seconds"] for r in results.values()) / len(results)
+    for name, (_, gs_score, messages) in EXPECTED.items():
+        res = results[name]
+        assert res["score"] == gs_score, (name, res["score"], [(t["name"], t["score"], t["output"][:200])
+                                                              for t in res["tests"]])
+        assert len(res["tests"]) == 6 and sum(t["max_score"] for t in res["tests"]) == corpus.MAX_POINTS
+        assert all({"name", "score", "max_score", "output"} <= set(t) for t in res["tests"])
+        outputs = "\n".join(t["output"] for t in res["tests"])
+        for text in _expected_messages(messages, "gs"):
+            assert text in outputs, (name, text, outputs[-2000:])
+    if sandbox.is_root():
+        assert all(_uid_processes(uid) == 0 for uid in uids), "a submission's process outlived the grader"
+    time.sleep(2)                                            # the writes_results daemon would have struck by now
+    again = json.loads((submissions["gs_base"] / "writes_results" / "results" / "results.json").read_text())
+    assert again["score"] == 5 and [t["name"] for t in again["tests"]] == [t["name"] for t in results["solution"]
+                                                                             ["tests"]]
+
+
+def test_gradescope_harness_failure_is_zero_with_a_message(mini, tmp):
+    bundle = build_bundle(mini["course"], tmp / "gs")
+    root = tmp / "root"
+    solution = corpus.make_solution(mini["release"], tmp / "solution")
+    (tmp / "gs" / "autograder" / "cases.py").write_text("raise RuntimeError('broken cases file')\n")
+    from grading.release import write_zip
+    write_zip(tmp / "gs" / "autograder", bundle, prefix="")
+    res = _gradescope_run(bundle, root, solution, sandbox.SANDBOX_UID + 60)
+    assert res["score"] == 0 and res["tests"] == [] and "autograder failed" in res["output"]
+
+
+# ------------------------------------------------------------------------------------------------ the real course
+
+
+@pytest.fixture(scope="module")
+def real(scratch):
+    course = load_course(os.environ.get("HW8_REAL_COURSE", REPO / "grading" / "course.toml"))   # (a copy, to debug)
+    build = scratch / "real_build"
+    started = time.monotonic()
+    release, zip_path = build_release(course, build / "release")          # raises if anything leaks
+    TIMINGS["real release + leak check"] = time.monotonic() - started
+    return {"course": course, "release": release, "zip": zip_path, "build": build}
+
+
+def test_real_release_leaks_nothing_and_carries_only_the_allow_list(real):
+    course, release = real["course"], real["release"]
+    secrets = collect_secrets(course).lines()
+    assert len(secrets) > 200
+    assert find_leaks(course, release, real["zip"]) == []
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert {*course.notebooks, "kernel_attention.py", "README.md", "Makefile", "grading/submission.py",
+            "tests/test_kernel_attention.py", "requirements.txt"} <= files
+    assert not any(f.startswith("grading/") and f != "grading/submission.py" for f in files)
+    assert not any("hidden" in f or f.startswith(("tests/fixtures", "tests/broken")) for f in files)
+    assert "tests/test_grading.py" not in files
+    for nb in course.notebooks:
+        text = (release / nb).read_text()
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+
+
+STUB_CALLS = """
+import torch, kernel_attention as ka
+x = torch.randn(2, 3, 4, 8)
+calls = {
+    "scaled_dot_product_attention": lambda: ka.scaled_dot_product_attention(x, x, x),
+    "split_heads": lambda: ka.split_heads(torch.randn(2, 3, 8), 2),
+    "merge_heads": lambda: ka.merge_heads(x),
+    "sinusoidal_positional_encoding": lambda: ka.sinusoidal_positional_encoding(5, 8),
+    "positional_shift_matrix": lambda: ka.positional_shift_matrix(8),
+    "RandomFourierFeatures": lambda: ka.RandomFourierFeatures(8, 4)(x),
+    "SoftmaxRandomFourierFeatures": lambda: ka.SoftmaxRandomFourierFeatures(8, 4)(x),
+    "FavorPositiveFeatures": lambda: ka.FavorPositiveFeatures(8, 4)(x),
+    "linear_attention": lambda: ka.linear_attention(x.exp(), x.exp(), x),
+    "causal_linear_attention_reference": lambda: ka.causal_linear_attention_reference(x.exp(), x.exp(), x),
+}
+for name, call in calls.items():
+    try:
+        call()
+    except NotImplementedError:
+        continue
+    raise SystemExit(name + " did not raise NotImplementedError")
+print("all stubs raise NotImplementedError")
+"""
+
+
+def test_real_release_works_for_a_student(real, tmp):
+    student = tmp / "student"
+    shutil.copytree(real["release"], student)
+    stubs = run([sys.executable, "-c", STUB_CALLS], student, 120)
+    assert stubs.returncode == 0, stubs.stdout + stubs.stderr
+    tests = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_kernel_attention.py"]
+    visible = run(tests, student, 300)
+    assert visible.returncode == 1 and "NotImplementedError" in visible.stdout, visible.stdout[-2000:]
+    assert "ImportError" not in visible.stdout and "ModuleNotFoundError" not in visible.stdout
+    shutil.copy2(real["course"].root / "kernel_attention.py", student / "kernel_attention.py")   # solutions back
+    solved = run([arg for arg in tests if arg != "-x"], student, 600)
+    assert solved.returncode == 0, solved.stdout[-3000:]
+
+
+def test_real_release_notebooks_run_up_to_the_first_stub(real, tmp, monkeypatch):
+    student = tmp / "student"
+    shutil.copytree(real["release"], student)
+    monkeypatch.setenv("HW8_FAST", "1")                    # the kernel inherits the environment
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in real["course"].notebooks:
+        nbformat.validate(nbformat.read(student / name, as_version=4))        # every notebook opens
+    # Visualizing_BERT.ipynb has written answers only (no code stub): tests/test_visualizing_bert.py runs it whole.
+    for name in ("Kernel_Attention.ipynb", "Summarization.ipynb"):
+        assert execute_notebook(student / name, timeout=300) == "NotImplementedError", name
+
+
+def _tiny_checkpoint(path: Path) -> None:
+    """A format-valid summarizer checkpoint (untrained): the Gradescope check looks at the format only."""
+    from summarizer.checkpoint import save_checkpoint
+    from summarizer.model import Summarizer, SummarizerConfig
+    from summarizer.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["a tiny corpus for a tiny tokenizer"] * 20, vocab_size=300)
+    cfg = SummarizerConfig(vocab_size=tok.get_vocab_size(), d_model=16, n_heads=2, n_encoder_layers=1,
+                           n_decoder_layers=1, d_ff=32)
+    save_checkpoint(path, Summarizer(cfg), tok)
+
+
+def test_real_gradescope_solution_full_marks_release_zero(real, tmp):
+    bundle = build_bundle(real["course"], tmp / "gs")
+    solution = tmp / "solution"
+    solution.mkdir()
+    shutil.copy2(real["course"].root / "kernel_attention.py", solution / "kernel_attention.py")
+    _tiny_checkpoint(solution / "checkpoints" / "summarizer.pt")
+    released = tmp / "released"
+    released.mkdir()
+    shutil.copy2(real["release"] / "kernel_attention.py", released / "kernel_attention.py")
+    started = time.monotonic()
+    full = _gradescope_run(bundle, tmp / "root_solution", solution, sandbox.SANDBOX_UID + 70)
+    TIMINGS["real gradescope, one submission"] = time.monotonic() - started
+    zero = _gradescope_run(bundle, tmp / "root_release", released, sandbox.SANDBOX_UID + 71)
+    total = sum(t["max_score"] for t in full["tests"])
+    assert full["score"] == total == 22, [(t["name"], t["output"][:300]) for t in full["tests"] if
+                                          t["score"] < t["max_score"]]
+    assert zero["score"] == 0
+    assert all("NotImplementedError" in t["output"] or "not submitted" in t["output"] for t in zero["tests"])
+
+
+def test_zz_report_timings():
+    """Not a check: prints the measured grading times (pytest -s shows them)."""
+    for name, seconds in TIMINGS.items():
+        print(f"timing: {name}: {seconds:.1f} s")

@@ -1,0 +1,84 @@
+"""Summarization.ipynb: committed clean with valid nbgrader cells, and executes headless in fast mode (HW8_FAST=1).
+
+The executed copy is written to build/notebooks/Summarization.fast.ipynb; the fast checkpoint goes to build/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "Summarization.ipynb"
+EXECUTED = ROOT / "build" / "notebooks" / "Summarization.fast.ipynb"
+EXPECTED_FIGURES = 18  # 1(a) 1, 1(b) 3, 1(c) 3, training 1, ROUGE 1, 1(e) 5, 1(g) 4
+ANSWERS = {f"answer_1({q})" for q in "abcdefg"}
+
+
+def nbgrader(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def test_notebook_is_committed_clean(notebook):
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, cell.source[:80]
+
+
+def test_nbgrader_metadata(notebook):
+    """Solution cells have regions; test cells are locked with points and hidden tests; one answer per question."""
+    ids = [nbgrader(c)["grade_id"] for c in notebook.cells if nbgrader(c)]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z0-9_()]+", i) for i in ids), ids
+    for cell in notebook.cells:
+        meta = nbgrader(cell)
+        assert meta.get("schema_version") == 3 and meta.get("task") is False, cell.source[:60]
+        begins, ends = cell.source.count("### BEGIN SOLUTION"), cell.source.count("### END SOLUTION")
+        assert begins == ends and (begins > 0) == meta["solution"], meta["grade_id"]
+        if meta["grade"] and not meta["solution"]:  # autograded test cell
+            assert cell.cell_type == "code" and meta["locked"] and meta["points"] > 0
+            assert f"[{meta['points']} point" in cell.source.splitlines()[0]
+            assert cell.source.index("### BEGIN HIDDEN TESTS") < cell.source.index("### END HIDDEN TESTS")
+        elif meta["grade"]:  # written answer
+            assert cell.cell_type == "markdown" and not meta["locked"] and meta["points"] > 0
+            body = cell.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+            assert len(body.strip()) > 300
+    answers = {nbgrader(c)["grade_id"] for c in notebook.cells if nbgrader(c).get("grade") and nbgrader(c)["solution"]}
+    assert answers == {a.replace("(", "").replace(")", "") for a in ANSWERS} or answers == ANSWERS
+    solution_code = [c for c in notebook.cells if nbgrader(c).get("solution") and c.cell_type == "code"]
+    tests = [c for c in notebook.cells if nbgrader(c).get("grade") and not nbgrader(c)["solution"]]
+    assert len(solution_code) >= 3 and len(tests) >= 4
+
+
+def test_notebook_executes_headless_in_fast_mode(notebook):
+    env = {"HW8_FAST": "1", "HF_HUB_OFFLINE": "1", "HW8_THREADS": "1"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}})
+        client.execute()  # raises CellExecutionError on any cell error
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        EXECUTED.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, EXECUTED)
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert figures >= EXPECTED_FIGURES, f"{figures} figures, expected {EXPECTED_FIGURES}"
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "mode: FAST" in text and "validation loss" in text
+    assert (ROOT / "build" / "checkpoints" / "summarizer_fast.pt").is_file()
