@@ -9,7 +9,7 @@ STAMP      := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 NOTEBOOKS  := Summarization.ipynb Visualizing_BERT.ipynb Kernel_Attention.ipynb
-SYSTEM_PKGS := chromium fonts-liberation texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
+SYSTEM_PKGS := chromium fonts-liberation fonts-dejavu-core texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
 SUBMISSIONS ?= submissions
 
 .PHONY: install system run test lint release autograde gradescope submission pdf bench clean
