@@ -23,6 +23,7 @@ import argparse
 import csv
 import html
 import json
+import os
 import queue
 import re
 import shutil
@@ -227,10 +228,11 @@ def combine(result: StudentResult) -> None:
                 result.cells[key] = (0.0, max_score)
 
 
-def nbgrader_env(course: Course, out: Path, course_dir: Path, kernel_env: dict[str, str]) -> dict[str, str]:
+def nbgrader_env(course: Course, out: Path, course_dir: Path, kernel_env: dict[str, str], kernel_tmp: Path
+                 ) -> dict[str, str]:
     hide = [course.root, out, course_dir]
     return {**course.execute_env, **kernel_env, "HW8_SANDBOX_HIDE": json.dumps([str(p) for p in hide]),
-            "HW8_SANDBOX_KEEP": json.dumps([sys.prefix])}
+            "HW8_SANDBOX_KEEP": json.dumps([sys.prefix]), "HW8_SANDBOX_TMP": str(kernel_tmp)}
 
 
 def run_autograde(course: Course, course_dir: Path, students: list[str], env: dict[str, str], log: Path
@@ -342,9 +344,15 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
             uids.put(sandbox.SANDBOX_UID + 1 + slot)      # SANDBOX_UID itself runs the nbgrader kernels
         trusted = {sid: pool.submit(_trusted, course, cases, course_dir / "submitted" / sid / course.assignment_id,
                                     [course.root, out, course_dir], uids) for sid in results}
-        problems = run_autograde(course, course_dir, list(results),
-                                 nbgrader_env(course, out, course_dir, kernel_env), out / "autograde.log")
-        sandbox.kill_sandbox_processes()
+        kernel_tmp = Path(tempfile.mkdtemp(prefix="hw8-kernels-"))
+        os.chmod(kernel_tmp, 0o711)
+        try:
+            problems = run_autograde(course, course_dir, list(results),
+                                     nbgrader_env(course, out, course_dir, kernel_env, kernel_tmp),
+                                     out / "autograde.log")
+        finally:
+            sandbox.kill_sandbox_processes()
+            shutil.rmtree(kernel_tmp, ignore_errors=True)
         per_student_nbgrader = (time.monotonic() - started) / len(results)
         for sid, result in results.items():
             if sid in problems:

@@ -24,7 +24,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from grading.checks import Case
 from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_course
+from grading.harness import load_cases
 from grading.release import write_zip
 
 HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py"]
@@ -79,6 +81,11 @@ def bundle_course_toml(course: Course) -> str:
             f"check_support = {strings(course.check_support)}\ncase_timeout = {course.case_timeout}\n")
 
 
+def notebooks_checked(course: Course) -> set[str]:
+    """Names of the notebooks whose functions the trusted checks call (their instructor copies go in the zip)."""
+    return {c.module for c in load_cases(course.cases_path) if isinstance(c, Case) and c.module.endswith(".ipynb")}
+
+
 def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
     """Stage the autograder folder in out_dir/autograder and zip it to out_dir/autograder.zip; returns the zip."""
     stage = out_dir / "autograder"
@@ -95,7 +102,8 @@ def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT /
     (stage / "course.toml").write_text(bundle_course_toml(course))
     shutil.copy2(course.cases_path, stage / "cases.py")
     reference = stage / "reference"
-    for rel in [*course.student_modules, *course.notebooks, *course.check_support]:
+    checked_notebooks = [nb for nb in course.notebooks if Path(nb).name in notebooks_checked(course)]
+    for rel in [*course.student_modules, *checked_notebooks, *course.check_support]:
         src = course.root / rel
         if src.is_dir():
             shutil.copytree(src, reference / rel, ignore=shutil.ignore_patterns("__pycache__"))

@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -263,8 +263,6 @@ class Reference:
 
 def build_request(case: Case, reference: Reference) -> dict:
     """Inputs drawn in the parent from the case's seed (and the instructor object's weights when asked)."""
-    from grading.sandbox_child import invoke  # noqa: F401 (same calling convention as the child)
-
     g = torch.Generator().manual_seed(case.seed)
     request = {"target": case.target, "seed": case.seed, "args": [], "kwargs": {}, "init": None, "method": None,
                "attrs": []}
@@ -438,8 +436,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"score": payload["score"], "tests": len(payload["tests"])}))
     return 0
 
-
-__all__ = ["TestResult", "asdict", "gradescope", "run_cases", "load_cases"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,8 @@ When the grader runs as root (Gradescope, CI, a grading container) the command i
                       such as the venv, which are bound back)  ->  setpriv --reuid=UID --regid=UID --clear-groups
 so the student's process runs as a dedicated uid (default 61182, $HW8_SANDBOX_UID) with no capabilities, sees empty
 folders where the instructor source, hidden tests and gradebook are, and cannot write the results. If mount
-namespaces are not allowed (an unprivileged container), hidden folders are `chmod 700` root-only instead.
+namespaces are not allowed (an unprivileged container), only file permissions protect the hidden paths (the
+Gradescope harness makes /autograder/source 0700) and nbgrader kernels run unsandboxed.
 When the grader is not root (a TA's laptop) code runs unsandboxed, and `describe()` says so.
 """
 
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,7 +45,8 @@ def describe() -> str:
     """One line for the grading log: how student code is isolated on this machine."""
     if not is_root():
         return "sandbox: grader is not root, student code runs as the grader's user (local mode, not isolated)"
-    how = "private mount namespace hides instructor files" if mount_namespaces_work() else "hidden folders chmod 700"
+    how = ("private mount namespace hides instructor files" if mount_namespaces_work() else
+           "no mount namespaces here: instructor files are protected by their permissions only")
     return f"sandbox: student code runs as uid {SANDBOX_UID} without capabilities; {how}"
 
 
@@ -51,24 +54,27 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def wrap(argv: list[str], hide: list[Path], keep: list[Path], stash: Path, uid: int = SANDBOX_UID) -> list[str]:
+def wrap(argv: list[str], hide: list[Path], keep: list[Path], stash: Path, uid: int = SANDBOX_UID,
+         workdir: tuple[Path, Path] | None = None) -> list[str]:
     """The command line that runs `argv` sandboxed (unchanged when not root).
 
     hide: folders/files to make invisible; keep: paths inside hidden folders to bind back (e.g. the venv);
-    stash: an empty root-owned folder used while re-binding `keep` paths; uid: the user that runs argv.
+    stash: an empty root-owned folder used while re-binding `keep` paths; uid: the user that runs argv;
+    workdir: (folder, mount point): bind the folder at the mount point (outside anything hidden, with traversable
+    parents) and start argv there.
     """
     if not is_root():
         return argv
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
     if not mount_namespaces_work():
-        for path in hide:
-            if path.exists():
-                os.chmod(path, 0o700 if path.is_dir() else 0o600)
-        return [*drop, *argv]
+        return [*drop, *argv]      # hidden paths rely on their permissions (the harness makes /autograder/source 700)
     hide = [p.resolve() for p in hide if p.exists()]
     hide = [p for p in hide if not any(_inside(p, other) and p != other for other in hide)]  # outermost only
     keep = [p.resolve() for p in keep if p.exists() and any(_inside(p.resolve(), h) for h in hide)]
     lines = ["set -e"]
+    if workdir is not None:
+        lines += [f"mkdir -p {shlex.quote(str(workdir[1]))}",
+                  f"mount --bind {shlex.quote(str(workdir[0]))} {shlex.quote(str(workdir[1]))}"]
     for i, path in enumerate(keep):
         lines += [f"mkdir -p {stash}/{i}", f"mount --bind {shlex.quote(str(path))} {stash}/{i}"]
     for path in sorted(hide, key=lambda p: len(p.parts)):
@@ -79,14 +85,17 @@ def wrap(argv: list[str], hide: list[Path], keep: list[Path], stash: Path, uid: 
             lines.append(f"mount --bind /dev/null {q}")
     for i, path in enumerate(keep):
         lines += [f"mkdir -p {shlex.quote(str(path))}", f"mount --move {stash}/{i} {shlex.quote(str(path))}"]
+    if workdir is not None:
+        lines.append(f"cd {shlex.quote(str(workdir[1]))}")
     lines.append('exec "$@"')
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh",
             *drop, *argv]
 
 
-def make_workdir(prefix: str = "hw8-sandbox-", uid: int = SANDBOX_UID) -> Path:
-    """A fresh folder in the system temp dir, owned by the sandbox user (or the grader when not root)."""
-    work = Path(tempfile.mkdtemp(prefix=prefix))
+def make_workdir(prefix: str = "hw8-sandbox-", uid: int = SANDBOX_UID, parent: str | None = None) -> Path:
+    """A fresh folder in `parent` (default: the system temp dir), owned by the sandbox user (or the grader when
+    not root)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     if is_root():
         os.chown(work, uid, uid)
     return work
@@ -109,15 +118,28 @@ def kill_sandbox_processes(uid: int = SANDBOX_UID) -> int:
     if not is_root():
         return 0
     killed = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            uid_line = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        if int(uid_line.split()[1]) == uid:
+    for _ in range(20):                      # again while a fork loop keeps making new ones
+        alive = live_processes(uid)
+        if not alive:
+            break
+        for pid in alive:
             try:
-                os.kill(int(status.parent.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 killed += 1
             except ProcessLookupError:
                 pass
+        time.sleep(0.05)
     return killed
+
+
+def live_processes(uid: int) -> list[int]:
+    """Pids of the processes of `uid` that are not zombies."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
+            pids.append(int(status.parent.name))
+    return pids

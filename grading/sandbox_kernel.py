@@ -22,11 +22,14 @@ from grading import sandbox  # noqa: E402
 
 
 def main(connection_file: str) -> None:
+    if not sandbox.mount_namespaces_work():     # the notebook folder's parents may not be traversable: run as is
+        os.execvp(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file])
     here = Path.cwd().resolve()
     sandbox.kill_sandbox_processes()        # leftovers of the previous notebook or student (kernels run one by one)
     hide = [Path(p) for p in json.loads(os.environ.get("HW8_SANDBOX_HIDE", "[]"))]
-    keep = [Path(p) for p in json.loads(os.environ.get("HW8_SANDBOX_KEEP", "[]"))] + [here]
-    private = sandbox.make_workdir(prefix="hw8-kernel-")
+    keep = [Path(p) for p in json.loads(os.environ.get("HW8_SANDBOX_KEEP", "[]"))]
+    parent = os.environ.get("HW8_SANDBOX_TMP")             # autograde removes it when it is done
+    private = sandbox.make_workdir(prefix="hw8-kernel-", parent=parent)
     conn = private / "connection.json"
     shutil.copyfile(connection_file, conn)
     sandbox.give_to_sandbox(here)
@@ -36,10 +39,13 @@ def main(connection_file: str) -> None:
             os.chown(nb, 0, 0)
             os.chmod(nb, 0o600)
         os.chmod(private, 0o700)
-    stash = Path(sandbox.make_workdir(prefix="hw8-stash-"))
+    stash = sandbox.make_workdir(prefix="hw8-stash-", parent=parent)
     if sandbox.is_root():
         os.chown(stash, 0, 0)
-    argv = sandbox.wrap([sys.executable, "-m", "ipykernel_launcher", "-f", str(conn)], hide, keep, stash)
+    # the notebook's folder is bound at private/work: its real parents (the hidden course folder, maybe a 0700
+    # temp folder) need not be traversable by the sandbox user
+    argv = sandbox.wrap([sys.executable, "-m", "ipykernel_launcher", "-f", str(conn)], hide, keep, stash,
+                        workdir=(here, private / "work") if sandbox.mount_namespaces_work() else None)
     os.environ["HOME"] = str(private)
     os.execvp(argv[0], argv)
 

@@ -92,7 +92,7 @@ def strip_solutions(source: str, filename: str) -> str:
     for i, line in enumerate(lines):
         if _PLACEHOLDER in line:
             name = _enclosing_name(lines, i)
-            lines[i] = line.replace(_PLACEHOLDER, repr(f"{name} in {module}: replace this line with your code"))
+            lines[i] = line.replace(_PLACEHOLDER, repr(f"{name} in {module}: write your code here"))
     stripped = "\n".join(lines).replace(_MENTION + "B", "BEGIN SOLUTION").replace(_MENTION + "E", "END SOLUTION")
     compile(stripped, filename, "exec")  # the release must at least import
     return stripped

@@ -163,11 +163,11 @@ import os as _os
 from pathlib import Path as _Path
 
 def _instructor_solution():
-    """Look for the instructor's module or the hidden checks where a grader keeps them (the known places and the
-    folders above the working directory; copies a TA leaves world-readable elsewhere are out of scope)."""
+    """Look for the instructor's module or the hidden checks where a grader keeps them (the known places; copies
+    that a TA leaves world-readable elsewhere on the machine are out of scope)."""
     candidates = [{candidates}, "../../../source/mini/Mini.ipynb", "../../../gradebook.db"]
     visited = 0
-    for root in ("/autograder", "..", "../..", "../../.."):
+    for root in ("/autograder", {roots}):
         for dirpath, dirs, files in _os.walk(root):
             dirs[:] = [d for d in dirs if d not in (".venv", "site-packages", ".git")]
             candidates += [_os.path.join(dirpath, f) for f in files if f in ("cases.py", "grading_cases.py")]
@@ -195,7 +195,10 @@ def reads_hidden_files(f: Path, ctx: dict) -> None:
     if ctx.get("autograder_base"):
         root = f"{ctx['autograder_base']}/{ctx['name']}"
         paths += [f"{root}/source/reference/mini_ops.py", f"{root}/source/cases.py"]
-    helper = READ_HIDDEN.format(candidates=", ".join(repr(p) for p in paths))
+    roots = [str(ctx["course_root"]), "../../.."]               # ../../.. = nbgrader's course folder
+    if ctx.get("autograder_base"):
+        roots.append(str(ctx["autograder_base"]))
+    helper = READ_HIDDEN.format(candidates=", ".join(repr(p) for p in paths), roots=", ".join(repr(r) for r in roots))
     _edit_module(f, "def softmax_rows", helper + "\n\ndef softmax_rows")
     _edit_module(f, SOFTMAX_LINE, "    return _instructor_solution()['softmax_rows'](x)")
 
@@ -207,11 +210,19 @@ def monkeypatch_checks(f: Path, ctx: dict) -> None:
     _edit_module(f, ATTENTION_LINE, "    return torch.zeros(*q.shape[:-1], v.shape[-1])")
 
 
+SWALLOW = """
+
+def _swallow(lines):  # wrap every later cell in try/except: no test cell can fail in this kernel
+    return ["try:\\n"] + ["    " + line for line in lines] + ["\\nexcept BaseException:\\n", "    pass\\n"]
+
+
+get_ipython().input_transformers_post.append(_swallow)"""
+
+
 def swallow_exceptions(f: Path, ctx: dict) -> None:
     def edit(nb):
         _wrong_scale_rows(nb)
-        _cell(nb, "scale_rows_impl").source += (
-            "\n\nget_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)  # no cell ever fails")
+        _cell(nb, "scale_rows_impl").source += SWALLOW
     _edit_notebook(f, edit)
 
 
@@ -277,8 +288,8 @@ CORPUS = [
            ("hidden files unreadable",)),
     Broken("monkeypatch_checks", "replaces torch.allclose/assert_close/equal, attention returns zeros",
            monkeypatch_checks, 5, 5, ("nb:out-of-process check", "values differ")),
-    Broken("swallow_exceptions", "an IPython handler swallows every error, scale_rows wrong", swallow_exceptions,
-           6, 6, ("nb:out-of-process check", "values differ")),
+    Broken("swallow_exceptions", "an IPython input transformer wraps every cell in try/except, scale_rows wrong",
+           swallow_exceptions, 6, 6, ("nb:out-of-process check", "values differ")),
     Broken("exit_early", "sys.exit(0) and os._exit(0) inside the functions", exit_early, 3, 3,
            ("SystemExit", "gs:ended before answering")),
     Broken("writes_results", "writes results.json (and a daemon that rewrites it), attention doubled",
