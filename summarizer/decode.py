@@ -117,11 +117,11 @@ def generate(model: Summarizer, src: Tensor, *, max_len: int | None = None, samp
 @torch.no_grad()
 def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: int | None = None,
                 length_penalty: float = 1.0, no_repeat_ngram_size: int = 3, num_return: int = 1,
-                use_cache: bool = True) -> list[list[list[int]]]:
+                min_len: int = 0, use_cache: bool = True) -> list[list[list[int]]]:
     """Beam search for each article: src (B, S) -> per article the `num_return` best id lists (without <bos>/<eos>).
 
-    Hypothesis score = sum of log-probs / length ** length_penalty. An article stops once it has beam_size finished
-    hypotheses; at max_len the live beams count as finished.
+    Hypothesis score = sum of log-probs / length ** length_penalty; <eos> is banned before `min_len` tokens. An article
+    stops once it has beam_size finished hypotheses; at max_len the live beams count as finished.
     """
     if not 1 <= num_return <= beam_size:
         raise ValueError(f"num_return={num_return} must be between 1 and beam_size={beam_size}")
@@ -134,6 +134,8 @@ def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: 
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     for step in range(1, max_len):
         logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)
+        if step <= min_len:
+            logp[:, EOS_ID] = float("-inf")
         cand = (scores[:, :, None] + logp.view(b, k, -1)).view(b, -1)  # (B, K * V)
         top_scores, top_idx = cand.topk(2 * k, dim=-1)
         vocab = logp.shape[-1]

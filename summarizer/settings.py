@@ -47,14 +47,14 @@ FULL = RunSettings(
     fast=False, vocab_size=8000, max_train=None, max_validation=2000, n_eval_test=1000,
     d_model=128, d_ff=512, n_layers=2, batch_size=64, steps=1500, eval_every=250, lr=2e-3, warmup=150,
     beam_size=4, sweep_steps=300, sweep_d_model=64, sweep_d_ff=256, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(16, 64),
-    checkpoint="checkpoints/summarizer.pt", val_loss_threshold=3.5,
+    checkpoint="checkpoints/summarizer.pt", val_loss_threshold=3.9,
 )
 
 FAST = RunSettings(
     fast=True, vocab_size=1000, max_train=2000, max_validation=200, n_eval_test=100,
     d_model=64, d_ff=128, n_layers=1, batch_size=32, steps=60, eval_every=20, lr=3e-3, warmup=10,
     beam_size=2, sweep_steps=15, sweep_d_model=64, sweep_d_ff=128, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(8, 16),
-    checkpoint="build/checkpoints/summarizer_fast.pt", val_loss_threshold=7.0,
+    checkpoint="build/checkpoints/summarizer_fast.pt", val_loss_threshold=6.0,
 )
 
 

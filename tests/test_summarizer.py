@@ -153,6 +153,7 @@ def test_number_of_summaries_and_sampling_filters():
     assert torch.equal(generate(model, src, sample=True, top_k=1), generate(model, src))  # top-1 sampling = greedy
     best = beam_search(model, src, beam_size=4, num_return=3)
     assert [len(h) for h in best] == [3, 3, 3]
+    assert all(len(h[0]) >= 6 for h in beam_search(model, src, beam_size=2, min_len=6))
     with pytest.raises(ValueError, match="num_samples"):
         generate(model, src, num_samples=2)
 
