@@ -360,6 +360,31 @@ def strongest_heads(stats: dict, k: int = 3) -> list[tuple[str, int, int, float]
     return found
 
 
+def token_index(tokens: list[str], word: str, last: bool = False) -> int:
+    """Index of the first (or `last`) token equal to `word`, ignoring case and the word-start / continuation marks
+    of BPE ("Ġ"), SentencePiece ("▁") and WordPiece ("##") tokenizers."""
+    def bare(token: str) -> str:
+        return token.removeprefix("Ġ").removeprefix("▁").removeprefix("##").lower()
+
+    matches = [i for i, token in enumerate(tokens) if bare(token) == word.lower()]
+    if not matches:
+        raise ValueError(f"{word!r} is not a token of {tokens}")
+    return matches[-1] if last else matches[0]
+
+
+@torch.no_grad()
+def attention_between(loaded: LoadedModel, text: str, query: str, key: str, text_pair: str | None = None,
+                      k: int = 2) -> list[tuple[int, int, float]]:
+    """The k heads that put the most weight a_ij from token `query` (its last occurrence, i) on token `key` (its
+    first occurrence, j): [(layer, head, a_ij)], strongest first. With `text_pair` and the same word in both
+    sentences this is the weight from the word in sentence B to the same word in sentence A."""
+    attention, tokens, _ = attention_for(loaded, text, text_pair)
+    i, j = token_index(tokens, query, last=True), token_index(tokens, key)
+    weights = torch.stack([layer[0, :, i, j] for layer in attention])  # (L, H)
+    order = torch.argsort(weights.flatten(), descending=True)[:k]
+    return [(int(f) // weights.shape[1], int(f) % weights.shape[1], float(weights.flatten()[f])) for f in order]
+
+
 def plot_head_statistics(stats_by_model: dict[str, dict], title: str = "Attention statistics per head"):
     """Heat maps (layer x head) of each statistic, one row per model, shared colour scale per column; returns Figure.
 

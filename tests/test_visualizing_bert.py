@@ -1,7 +1,9 @@
 """Tests for visualizing_bert.py and Visualizing_BERT.ipynb (question 2), all offline (HF_HUB_OFFLINE=1).
 
-The notebook is executed headless (nbclient, cwd = repo root, HW8_FAST=1) into build/notebooks/, exported to HTML
-and opened in headless Chromium with all host names unresolvable; every bertviz view must draw its <svg> lines.
+The notebook is executed headless (nbclient, cwd = repo root, HW8_FAST=1) into
+build/notebooks/Visualizing_BERT.fast.ipynb (the fast copy grading/pdf.py reuses; `make run` writes the full one),
+exported to HTML (Visualizing_BERT.fast.html) and opened in headless Chromium with all host names unresolvable;
+every bertviz view must draw its <svg> lines.
 Chromium: `apt-get install -y chromium`. Without it the browser tests skip, unless HW8_REQUIRE_BROWSER=1 (CI) makes
 them fail.
 """
@@ -26,8 +28,8 @@ import visualizing_bert as vb  # noqa: E402
 
 REPO = vb.REPO_ROOT
 NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
-EXECUTED = REPO / "build" / "notebooks" / "Visualizing_BERT.ipynb"
-EXPORTED = REPO / "build" / "notebooks" / "Visualizing_BERT.html"
+EXECUTED = REPO / "build" / "notebooks" / "Visualizing_BERT.fast.ipynb"  # not `make run`'s full copy
+EXPORTED = REPO / "build" / "notebooks" / "Visualizing_BERT.fast.html"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--host-resolver-rules=MAP * ~NOTFOUND",  # no network, even on a machine that has one
@@ -42,7 +44,8 @@ def bert():
 
 @pytest.fixture(scope="module")
 def executed_notebook():
-    """The notebook executed headless with no network, saved to build/notebooks/ (as `make run` does)."""
+    """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
+    metadata hw8.fast = True (grading/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
     import nbclient
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
@@ -54,6 +57,7 @@ def executed_notebook():
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    notebook.metadata["hw8"] = {"fast": True}
     EXECUTED.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, EXECUTED)
     return notebook
