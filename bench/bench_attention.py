@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import random
 import sys
 import time
@@ -39,11 +38,11 @@ if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make 
 
 import kernel_attention as ka  # noqa: E402
 from bench import flops  # noqa: E402
+from bench.analysis import check_targets, crossover, markdown_tables  # noqa: E402
 from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
 
 BATCH, HEADS, HEAD_DIM = 1, 8, 64
 DEFAULT_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
-TARGET_N = 8192
 MATMUL = "matmul"
 
 
@@ -219,156 +218,6 @@ def bench_size(n: int, variants: list[Variant], history: dict, args, device) -> 
     return rows, skipped, matmul
 
 
-def find(rows: list[dict], variant: str, mode: str, n: int) -> dict | None:
-    """The result row of (variant, mode, n), or None when it was not measured."""
-    return next((r for r in rows if r["variant"] == variant and r["mode"] == mode and r["n"] == n), None)
-
-
-def crossover(rows: list[dict], linear: str, softmax: str, mode: str = "forward") -> dict:
-    """Smallest N from which `linear` is faster than `softmax` at every larger measured N (log-log interpolation).
-
-    Returns {"n": estimate or None, "bracket": [N below, N at or above], "text": summary}.
-    """
-    ns = sorted(r["n"] for r in rows if r["variant"] == linear and r["mode"] == mode
-                and find(rows, softmax, mode, r["n"]) is not None)
-    if not ns:
-        return {"n": None, "bracket": None, "text": f"{linear} vs {softmax}: no common sizes"}
-    ratio = {n: find(rows, softmax, mode, n)["median_s"] / find(rows, linear, mode, n)["median_s"] for n in ns}
-    first = None
-    for i, n in enumerate(ns):
-        if all(ratio[m] > 1 for m in ns[i:]):
-            first = i
-            break
-    if first is None:
-        return {"n": None, "bracket": [ns[-1], None], "text": f"{linear} is not faster than {softmax} up to N={ns[-1]}"}
-    if first == 0:
-        return {"n": None, "bracket": [None, ns[0]], "text": f"{linear} is faster than {softmax} already at N={ns[0]}"}
-    lo, hi = ns[first - 1], ns[first]
-    t = math.log(ratio[lo]) / (math.log(ratio[lo]) - math.log(ratio[hi]))      # log ratio crosses 0
-    estimate = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
-    return {"n": round(estimate), "bracket": [lo, hi],
-            "text": f"{linear} overtakes {softmax} at N ~ {estimate:.0f} (between {lo} and {hi})"}
-
-
-def memory_slope(rows: list[dict], variant: str, mode: str = "forward", n_min: int = 1024) -> float | None:
-    """Least-squares slope of log(peak memory) vs log(N) for N >= n_min (1 = linear growth, 2 = quadratic)."""
-    pts = [(math.log(r["n"]), math.log(r["peak_bytes"])) for r in rows
-           if r["variant"] == variant and r["mode"] == mode and r["n"] >= n_min and r["peak_bytes"] > 0]
-    if len(pts) < 2:
-        return None
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
-
-
-def check_targets(rows: list[dict], crossovers: dict, n: int = TARGET_N, suffix: str = "") -> list[dict]:
-    """The issue's performance targets, evaluated on the measured rows (met: None when not measured).
-
-    suffix: "_compared" evaluates the variants of --compare-module instead.
-    """
-    def ratio(slow, fast):
-        a, b = find(rows, slow, "forward", n), find(rows, fast, "forward", n)
-        return a["median_s"] / b["median_s"] if a and b else None
-
-    def row_value(variant, key):
-        r = find(rows, variant, "forward", n)
-        return r.get(key) if r else None
-
-    lin, chunked, scan = (f"favor256_{kind}{suffix}" for kind in ("linear", "causal_chunked", "causal_scan"))
-    cross = crossovers.get(f"{lin} vs sdpa_torch", {})
-    lo, hi = cross.get("bracket") or (None, None)
-    cross_n = cross.get("n") or hi                            # estimate, or the smallest N when faster everywhere
-    if lo is not None and hi is None:                         # never faster up to the largest N measured
-        cross_n = math.inf if lo >= 2048 else None
-    targets = [
-        ("FAVOR+ m=256 speed-up over torch SDPA at N=%d" % n, ratio("sdpa_torch", lin), ">=", 10),
-        ("FAVOR+ m=256 crossover N vs torch SDPA", cross_n, "<=", 2048),
-        ("FAVOR+ m=256 peak-memory growth exponent (log-log slope, N>=1024)", memory_slope(rows, lin), "<=", 1.15),
-        ("causal chunked m=256 speed-up over causal torch SDPA at N=%d" % n, ratio("sdpa_torch_causal", chunked),
-         ">=", 5),
-        ("causal chunked m=256 (features + scan) peak extra memory at N=%d, MiB" % n,
-         mib(row_value(chunked, "peak_bytes")), "<=", 64),
-        ("causal chunked scan alone peak extra memory at N=%d, MiB" % n, mib(row_value(scan, "peak_bytes")), "<=", 64),
-        ("causal chunked m=256 (features + scan) fraction of matmul throughput at N=%d" % n,
-         row_value(chunked, "fraction_of_matmul"), ">=", 0.5),
-        ("causal chunked scan alone fraction of matmul throughput at N=%d" % n,
-         row_value(scan, "fraction_of_matmul"), ">=", 0.5),
-    ]
-    out = []
-    for name, value, op, threshold in targets:
-        met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
-        out.append({"target": name, "value": value, "op": op, "threshold": threshold, "met": met})
-    return out
-
-
-def mib(nbytes: float | None) -> float | None:
-    return None if nbytes is None else nbytes / 2**20
-
-
-def summary_table(rows: list[dict], sizes: list[int]) -> list[str]:
-    """The README's table (forward): times of the main variants, speed-ups over SDPA, peak memory, % of matmul."""
-    def ms(name, n):
-        r = find(rows, name, "forward", n)
-        return f"{1e3 * r['median_s']:.3g}" if r else "–"
-
-    def ratio(slow, fast, n):
-        a, b = find(rows, slow, "forward", n), find(rows, fast, "forward", n)
-        return f"{a['median_s'] / b['median_s']:.2g}×" if a and b else "–"
-
-    def mem(name, n):
-        r = find(rows, name, "forward", n)
-        return f"{r['peak_bytes'] / 2**20:.3g}" if r else "–"
-
-    def frac(name, n):
-        r = find(rows, name, "forward", n)
-        return f"{100 * r['fraction_of_matmul']:.0f}%" if r and "fraction_of_matmul" in r else "–"
-
-    lines = ["| N | SDPA | SDPA causal | module softmax | FAVOR+ m=64 | FAVOR+ m=256 | causal chunked m=256 "
-             "| SDPA / FAVOR+256 | SDPA causal / chunked | MiB: SDPA | MiB: module softmax | MiB: FAVOR+256 "
-             "| MiB: causal chunked | MiB: scan only | %mm FAVOR+256 | %mm chunked | %mm scan only |",
-             "|---:|" + "---:|" * 16]
-    for n in sizes:
-        cells = [ms("sdpa_torch", n), ms("sdpa_torch_causal", n), ms("softmax_module", n), ms("favor64_linear", n),
-                 ms("favor256_linear", n), ms("favor256_causal_chunked", n),
-                 ratio("sdpa_torch", "favor256_linear", n), ratio("sdpa_torch_causal", "favor256_causal_chunked", n),
-                 mem("sdpa_torch", n), mem("softmax_module", n), mem("favor256_linear", n),
-                 mem("favor256_causal_chunked", n), mem("favor256_causal_scan", n), frac("favor256_linear", n),
-                 frac("favor256_causal_chunked", n), frac("favor256_causal_scan", n)]
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def markdown_tables(rows: list[dict], variants: list[Variant], sizes: list[int]) -> str:
-    """Markdown tables: median time (ms), peak extra memory (MiB), speed-ups and fractions of matmul throughput."""
-    lines = ["**summary (forward; times in ms, medians; peak extra memory in MiB; %mm: achieved FLOP/s as a "
-             "fraction of the matmul probe's)**", "", *summary_table(rows, sizes), ""]
-    modes = [m for m in ("forward", "backward") if any(r["mode"] == m for r in rows)]
-    for mode in modes:
-        names = [v for v in variants if any(r["variant"] == v.name and r["mode"] == mode for r in rows)]
-        for title, fmt in (("median time per call, ms", lambda r: f"{1e3 * r['median_s']:.3g}"),
-                           ("peak extra memory, MiB", lambda r: f"{r['peak_bytes'] / 2**20:.3g}")):
-            lines += [f"**{mode}: {title}**", "", "| N | " + " | ".join(v.label for v in names) + " |",
-                      "|---:|" + "---:|" * len(names)]
-            for n in sizes:
-                cells = [fmt(r) if (r := find(rows, v.name, mode, n)) else "–" for v in names]
-                lines.append(f"| {n} | " + " | ".join(cells) + " |")
-            lines.append("")
-    pairs = [(v.name, "sdpa_torch_causal" if "causal" in v.name else "sdpa_torch") for v in variants
-             if v.name.startswith("favor")]
-    lines += ["**forward: speed-up over torch SDPA (causal variants: over causal SDPA); fraction of matmul "
-              "throughput**", "", "| N | " + " | ".join(f"{a} ×" for a, _ in pairs) + " | "
-              + " | ".join(f"{a} %mm" for a, _ in pairs) + " |", "|---:|" + "---:|" * 2 * len(pairs)]
-    for n in sizes:
-        speed = []
-        for a, b in pairs:
-            ra, rb = find(rows, a, "forward", n), find(rows, b, "forward", n)
-            speed.append(f"{rb['median_s'] / ra['median_s']:.2g}" if ra and rb else "–")
-        frac = [f"{100 * r['fraction_of_matmul']:.0f}%" if (r := find(rows, a, "forward", n)) else "–"
-                for a, _ in pairs]
-        lines.append(f"| {n} | " + " | ".join(speed + frac) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def profile_tables(variants: list[Variant], n: int, device: torch.device, seed: int) -> str:
     """torch.profiler operator tables (self CPU time) of one forward call of each FAVOR+ variant at length n."""
     from torch.profiler import ProfilerActivity, profile
@@ -465,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{info['torch_threads']}, load {info['load_average_1_5_15']}")
     fig = plot_attention_benchmark(rows, report["variants"], title)
     fig.savefig(png_path, dpi=110)
-    md_path.write_text(markdown_tables(rows, variants, args.sizes))
+    md_path.write_text(markdown_tables(rows, report["variants"], args.sizes))
     if args.profile_n:
         (args.out / f"profile_{args.profile_n}.txt").write_text(profile_tables(variants, args.profile_n, device,
                                                                                args.seed))

@@ -64,8 +64,9 @@ def matmul(n: int) -> float:
 def matmul_part(kind: str, b: int, h: int, n: int, d: int, n_random: int = 0, chunk: int = 64) -> float:
     """Only the matmul terms of a variant (what torch's FlopCounterMode counts), for the test of these formulas.
 
-    kind: "favor_features", "linear", "causal_chunked" (values of width M = d). The normaliser phi_q . Z adds
-    2 B H N F more when an implementation computes it as a mat-vec rather than elementwise.
+    kind: "favor_features", "linear", "causal_chunked" (values of width M = d). An implementation that computes
+    the normaliser phi_q . Z with matmuls rather than elementwise adds 2 B H N F (linear, a mat-vec) or
+    B H (4 N F + 2 N C) (chunked, a column of ones appended to V).
     """
     if kind == "favor_features":
         return 2 * 2.0 * b * h * n * d * n_random

@@ -90,7 +90,8 @@ def markdown(rows: list[dict], results: dict) -> str:
     mode = "HW8_FAST=1 smoke run" if results.get("fast") else "default (full) run"
     head = (f"Summarizer time-to-quality ({mode}; ROUGE F1 x100 on {results.get('n_test', '?')} test pairs; "
             f"machine: {results.get('machine', 'not recorded')})\n\n"
-            "| run | attention | m | steps | train time (s) | s/step | decoding | ROUGE-1 | ROUGE-2 | ROUGE-L "
+            + (f"Source: {results['source']}\n\n" if results.get("source") else "")
+            + "| run | attention | m | steps | train time (s) | s/step | decoding | ROUGE-1 | ROUGE-2 | ROUGE-L "
             "| ROUGE-1 − Lead |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
     lines = []
     for r in rows:

@@ -6,13 +6,13 @@ copy that grading/pdf.py reuses for a fast PDF (and refuses for a full one); `ma
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from grading.pdf import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
@@ -85,22 +85,8 @@ def test_answers_carry_the_key_results(notebook):
     assert re.search(r"-0\.\d\d", answers["answer_3a_iii"])                 # measured slopes are quoted
 
 
-def test_notebook_executes_headless(notebook):
-    env = {"HW8_FAST": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}})
-        client.execute()                                                # raises CellExecutionError on any error
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    notebook.metadata["hw8"] = {"fast": True}
-    EXECUTED.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, EXECUTED)
+def test_notebook_executes_headless():
+    notebook = execute(NOTEBOOK, EXECUTED, fast=True, timeout=300)  # raises CellExecutionError on any cell error
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

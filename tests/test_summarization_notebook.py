@@ -5,13 +5,13 @@ The executed copy is written to build/notebooks/Summarization.fast.ipynb; the fa
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from grading.pdf import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Summarization.ipynb"
@@ -60,21 +60,8 @@ def test_nbgrader_metadata(notebook):
     assert len(solution_code) >= 3 and len(tests) >= 4
 
 
-def test_notebook_executes_headless_in_fast_mode(notebook):
-    env = {"HW8_FAST": "1", "HF_HUB_OFFLINE": "1", "HW8_THREADS": "1"}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}})
-        client.execute()  # raises CellExecutionError on any cell error
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        EXECUTED.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, EXECUTED)
+def test_notebook_executes_headless_in_fast_mode():
+    notebook = execute(NOTEBOOK, EXECUTED, fast=True, timeout=600)  # raises CellExecutionError on any cell error
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = sum("image/png" in o.get("data", {}) for o in outputs)

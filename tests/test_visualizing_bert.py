@@ -25,6 +25,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import visualizing_bert as vb  # noqa: E402
+from grading.pdf import execute
 
 REPO = vb.REPO_ROOT
 NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
@@ -46,21 +47,7 @@ def bert():
 def executed_notebook():
     """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
     metadata hw8.fast = True (grading/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
-    import nbclient
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    saved = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "HW8_FAST")}
-    os.environ.update(HF_HUB_OFFLINE="1", HW8_FAST="1")
-    try:
-        nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(REPO)}}).execute()
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    notebook.metadata["hw8"] = {"fast": True}
-    EXECUTED.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, EXECUTED)
-    return notebook
+    return execute(NOTEBOOK, EXECUTED, fast=True, timeout=600)
 
 
 def chromium_or_skip() -> str:
