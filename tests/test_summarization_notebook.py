@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from bench.time_to_quality import load_results
 from grading.pdf import execute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +70,5 @@ def test_notebook_executes_headless_in_fast_mode():
     text = "".join(o.get("text", "") for o in outputs)
     assert "mode: FAST" in text and "validation loss" in text
     assert (ROOT / "build" / "checkpoints" / "summarizer_fast.pt").is_file()
+    results = load_results(ROOT / "build" / "summarizer" / "results.json")  # what `make bench` reads
+    assert results["fast"] is True and {run["attention"] for run in results["runs"]} == {"softmax", "performer"}
