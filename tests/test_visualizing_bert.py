@@ -304,11 +304,8 @@ def test_missing_gguf_reader_names_the_install_command(monkeypatch, module):
 
 
 # ------------------------------------------------------------------------------------------------ notebook
-def test_committed_notebook_has_no_outputs_and_answer_cells():
+def test_committed_notebook_has_answer_cells():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert notebook.metadata.kernelspec.name == "python3"
-    assert all(not cell.get("outputs") and not cell.get("execution_count")
-               for cell in notebook.cells if cell.cell_type == "code")
     answers = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
                if cell.metadata.get("nbgrader", {}).get("solution")}
     expected = {f"answer_2{part}" for part in ("a_i", "a_ii", "b_i", "b_ii", "b_iii", "b_iv", "c_i", "c_ii",
