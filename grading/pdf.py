@@ -33,6 +33,10 @@ from nbclient.exceptions import CellExecutionError
 from nbconvert import LatexExporter
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+
+from summarizer.settings import fast_mode  # noqa: E402
+
 NOTEBOOKS = ("Summarization.ipynb", "Visualizing_BERT.ipynb", "Kernel_Attention.ipynb")
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"
@@ -67,11 +71,6 @@ def require_latex_tools() -> None:
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not found: the PDF route needs LaTeX and pandoc. Install them with "
                            f"`sudo apt-get install --no-install-recommends {APT_PACKAGES}` (or `make system`).")
-
-
-def fast_mode_from_env() -> bool:
-    """True when HW8_FAST is set to a non-empty value other than 0 / false / no."""
-    return os.environ.get("HW8_FAST", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def executed_candidates(source: Path, executed_dir: Path, fast: bool) -> list[Path]:
@@ -334,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="execute even if a fresh executed copy exists")
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: no limit)")
     args = parser.parse_args(argv)
-    fast = args.fast or fast_mode_from_env()
+    fast = args.fast or fast_mode()
     try:
         paths = build_pdfs([p.resolve() for p in args.notebooks], args.executed_dir.resolve(), args.out.resolve(),
                            fast, args.timeout, args.force)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 
 def fast_mode() -> bool:
-    """True when the environment variable HW8_FAST is set to 1 (tests / CI shrink data and steps)."""
-    return os.environ.get("HW8_FAST", "0").strip() not in ("", "0", "false", "False")
+    """True when HW8_FAST is set to anything but "", 0, false or no (tests / CI shrink data and steps)."""
+    return os.environ.get("HW8_FAST", "0").strip().lower() not in ("", "0", "false", "no")
 
 
 @dataclass(frozen=True)
