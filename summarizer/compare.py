@@ -41,7 +41,8 @@ def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs
     """Train every setting of sweep_settings for `steps` steps on the same batches (same seed), then score it.
 
     Equal steps, data order and initial seed make the comparison fair; the models are the main architecture at the
-    smaller widths run.sweep_d_model / run.sweep_d_ff. ROUGE: greedy decoding of the first `n_rouge` test articles.
+    smaller widths run.sweep_d_model / run.sweep_d_ff, without dropout. ROUGE: greedy decoding of the first
+    `n_rouge` test articles.
     """
     results = []
     articles, references = corpus.test_articles[:n_rouge], corpus.test_summaries[:n_rouge]
@@ -49,7 +50,7 @@ def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs
         name = f"{attention}" + (f" D_r={n_random}" if n_random else "") + f" lr={lr:g}"
         torch.manual_seed(seed)
         model = build_model(run, corpus.tokenizer.get_vocab_size(), attention=attention, n_random=n_random or 64,
-                            d_model=run.sweep_d_model, d_ff=run.sweep_d_ff)
+                            d_model=run.sweep_d_model, d_ff=run.sweep_d_ff, dropout=0.0)  # < 1 epoch: no dropout
         history = train_model(model, corpus.train, corpus.validation, steps=steps, batch_size=run.batch_size, lr=lr,
                               warmup=max(1, steps // 10), eval_every=max(1, steps // 5), seed=seed, desc=name,
                               progress=progress)

@@ -56,8 +56,8 @@ def build_model(run: RunSettings, vocab_size: int, attention: str = "softmax", n
                 **overrides) -> Summarizer:
     """The notebook's summarizer for these run settings (overrides: any SummarizerConfig field)."""
     cfg = dict(vocab_size=vocab_size, d_model=run.d_model, n_heads=4, n_encoder_layers=run.n_layers,
-               n_decoder_layers=run.n_layers, d_ff=run.d_ff, attention=attention, n_random=n_random,
-               max_source_len=MAX_SOURCE_LEN, max_target_len=MAX_TARGET_LEN)
+               n_decoder_layers=run.n_layers, d_ff=run.d_ff, dropout=run.dropout, attention=attention,
+               n_random=n_random, max_source_len=MAX_SOURCE_LEN, max_target_len=MAX_TARGET_LEN)
     cfg.update(overrides)
     return Summarizer(SummarizerConfig(**cfg))
 

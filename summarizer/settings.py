@@ -16,7 +16,8 @@ class RunSettings:
     """Every size the notebook uses; `settings()` picks the full or the fast set.
 
     max_train / max_validation: pairs kept per split (None = all); n_eval_test: size of the fixed random test subset
-    scored with ROUGE; steps: optimizer steps of the main model; sweep_*: the smaller models of the 1(g) sweep
+    scored with ROUGE; steps: optimizer steps of the main model; dropout: the main model's dropout (its ~4 epochs
+    over the train split overfit without it); sweep_*: the smaller models of the 1(g) sweep
     (sweep_steps steps each, widths sweep_d_model / sweep_d_ff, every pair of sweep_lrs x attention settings).
     """
 
@@ -28,6 +29,7 @@ class RunSettings:
     d_model: int
     d_ff: int
     n_layers: int
+    dropout: float
     batch_size: int
     steps: int
     eval_every: int
@@ -45,14 +47,14 @@ class RunSettings:
 
 FULL = RunSettings(
     fast=False, vocab_size=8000, max_train=None, max_validation=2000, n_eval_test=1000,
-    d_model=128, d_ff=512, n_layers=2, batch_size=64, steps=1500, eval_every=250, lr=2e-3, warmup=150,
+    d_model=128, d_ff=512, n_layers=2, dropout=0.1, batch_size=64, steps=3200, eval_every=400, lr=2e-3, warmup=150,
     beam_size=4, sweep_steps=300, sweep_d_model=64, sweep_d_ff=256, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(16, 64),
     checkpoint="checkpoints/summarizer.pt", val_loss_threshold=3.9,
 )
 
 FAST = RunSettings(
     fast=True, vocab_size=1000, max_train=2000, max_validation=200, n_eval_test=100,
-    d_model=64, d_ff=128, n_layers=1, batch_size=32, steps=60, eval_every=20, lr=3e-3, warmup=10,
+    d_model=64, d_ff=128, n_layers=1, dropout=0.1, batch_size=32, steps=60, eval_every=20, lr=3e-3, warmup=10,
     beam_size=2, sweep_steps=15, sweep_d_model=64, sweep_d_ff=128, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(8, 16),
     checkpoint="build/checkpoints/summarizer_fast.pt", val_loss_threshold=6.0,
 )

@@ -12,7 +12,7 @@ from summarizer.evaluate import lead_summary, rouge, rouge_table
 from summarizer.model import Summarizer, SummarizerConfig
 from summarizer.settings import FAST, FULL, fast_mode, settings
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode, encode, train_tokenizer
-from summarizer.train import lr_factor, train_model, validation_loss
+from summarizer.train import autocast_dtype, lr_factor, train_model, validation_loss
 
 V = 40
 
@@ -184,8 +184,10 @@ def test_block_repeated_ngrams_against_brute_force():
             assert (logp[r, w] == float("-inf")) == (len(grams) != len(set(grams)))
 
 
-def test_tiny_model_overfits_a_handful_of_pairs():
-    """A small model memorises 6 pairs (one of them pure copying) and decodes them back exactly."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_model_overfits_a_handful_of_pairs(precision):
+    """A small model memorises 6 pairs (one of them pure copying) and decodes them back exactly, in float32 and
+    under bf16 autocast."""
     g = torch.Generator().manual_seed(0)
     src = [torch.randint(3, V, (int(n),), generator=g).tolist() for n in (6, 8, 5, 7, 8, 6)]
     tgt = [[BOS_ID] + torch.randint(3, V, (4,), generator=g).tolist() + [EOS_ID] for _ in src]
@@ -193,7 +195,7 @@ def test_tiny_model_overfits_a_handful_of_pairs():
     pairs = EncodedPairs(src, tgt)
     model = tiny(seed=0)
     history = train_model(model, pairs, pairs, steps=150, batch_size=6, lr=5e-3, warmup=10, eval_every=50,
-                          progress=False)
+                          progress=False, precision=precision)
     assert history.val_loss[-1] < 0.05 and history.val_loss[-1] < history.val_loss[0]
     assert validation_loss(model, pairs) == pytest.approx(history.val_loss[-1])
     src_t, _, _ = collate(pairs)
@@ -202,11 +204,36 @@ def test_tiny_model_overfits_a_handful_of_pairs():
         assert row[: len(ref) - 1] == ref[1:]
 
 
+def test_autocast_dtype_choice():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16
+    native = torch.cpu.get_capabilities().get("avx512_bf16") or torch.cpu.get_capabilities().get("amx_bf16")
+    assert autocast_dtype(cpu, "auto") is (torch.bfloat16 if native else None)
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        autocast_dtype(cpu, "fp16")
+
+
+def test_bf16_autocast_loss_matches_float32():
+    """The bf16 forward pass gives the float32 loss to bf16 accuracy (a few 1e-3 relative), with float32 gradients."""
+    model = tiny(seed=4).train()
+    src, tgt = batch()
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+    reference = model.loss(src, tgt_in, tgt_out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.loss(src, tgt_in, tgt_out)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(reference.item(), rel=2e-2)
+    mixed.backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+
+
 def test_training_is_reproducible():
     pairs = EncodedPairs([[5, 6, 7], [8, 9, 10, 11]], [[BOS_ID, 5, EOS_ID], [BOS_ID, 9, 10, EOS_ID]])
-    runs = [train_model(tiny(seed=3), pairs, pairs, steps=5, batch_size=2, progress=False, seed=1).train_loss
-            for _ in range(2)]
+    runs = [train_model(tiny(seed=3), pairs, pairs, steps=5, batch_size=2, progress=False, seed=1,
+                        precision=precision).train_loss for precision in ("fp32", "fp32", "bf16")]
     assert runs[0] == runs[1]
+    assert runs[2] != runs[0] and runs[2] == pytest.approx(runs[0], rel=2e-2)  # bf16 autocast took effect
 
 
 def test_lr_schedule():
