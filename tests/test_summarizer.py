@@ -231,8 +231,8 @@ def test_bf16_autocast_loss_matches_float32():
 def test_training_is_reproducible():
     pairs = EncodedPairs([[5, 6, 7], [8, 9, 10, 11]], [[BOS_ID, 5, EOS_ID], [BOS_ID, 9, 10, EOS_ID]])
     runs = [train_model(tiny(seed=3), pairs, pairs, steps=5, batch_size=2, progress=False, seed=1,
-                        precision=precision).train_loss for precision in ("fp32", "fp32", "bf16")]
-    assert runs[0] == runs[1]
+                        precision=precision).train_loss for precision in ("fp32", "fp32", "bf16", "bf16")]
+    assert runs[0] == runs[1] and runs[2] == runs[3]
     assert runs[2] != runs[0] and runs[2] == pytest.approx(runs[0], rel=2e-2)  # bf16 autocast took effect
 
 
