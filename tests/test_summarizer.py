@@ -314,3 +314,18 @@ def test_fast_mode_switch(monkeypatch):
     assert fast_mode() and settings() is FAST
     monkeypatch.setenv("HW8_FAST", "0")
     assert not fast_mode() and settings() is FULL
+
+
+def test_build_model_takes_dropout_from_the_run_settings():
+    """The main model gets run.dropout (active in training, off in eval); an override (the 1(g) sweep's) wins."""
+    from summarizer.pipeline import build_model
+
+    torch.manual_seed(0)
+    model = build_model(FAST, V)
+    assert model.cfg.dropout == FAST.dropout > 0
+    src, tgt = batch()
+    model.train()
+    assert not torch.equal(model(src, tgt), model(src, tgt))
+    model.eval()
+    torch.testing.assert_close(model(src, tgt), model(src, tgt), rtol=0, atol=0)
+    assert build_model(FAST, V, dropout=0.0).cfg.dropout == 0.0
