@@ -208,14 +208,15 @@ def test_autocast_dtype_choice():
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu, "fp32") is None
     assert autocast_dtype(cpu, "bf16") is torch.bfloat16
-    native = torch.cpu.get_capabilities().get("avx512_bf16") or torch.cpu.get_capabilities().get("amx_bf16")
+    caps = torch.cpu.get_capabilities()
+    native = caps.get("avx512_bf16") or caps.get("amx_bf16")
     assert autocast_dtype(cpu, "auto") is (torch.bfloat16 if native else None)
     with pytest.raises(ValueError, match="precision='fp16'"):
         autocast_dtype(cpu, "fp16")
 
 
 def test_bf16_autocast_loss_matches_float32():
-    """The bf16 forward pass gives the float32 loss to bf16 accuracy (a few 1e-3 relative), with float32 gradients."""
+    """The bf16 forward pass gives the float32 loss to within 2 % (bf16 keeps 8 mantissa bits), float32 gradients."""
     model = tiny(seed=4).train()
     src, tgt = batch()
     tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
