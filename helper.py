@@ -6,8 +6,8 @@ Two parts, read top to bottom:
    `approximation_error_experiment` measures, over a grid of D (query/key width) and D_random (number of random
    vectors), the relative error of the attention matrix and of the attention output of three feature maps from
    kernel_attention against exact softmax attention:
-     "softmax_rff"  trigonometric random Fourier features, phi_sm(x) = exp(||x||^2 / (2 sigma^2)) phi_random(x)
-                    (question 3(a)i-ii; F = 2 D_random features),
+     "softmax_rff"  trigonometric random Fourier features for the softmax kernel, phi_sm of question 3(a)i-ii
+                    (F = 2 D_random features),
      "favor+iid"    FAVOR+ positive features, i.i.d. Gaussian projections (F = D_random),
      "favor+"       FAVOR+ positive features, orthogonal projections (F = D_random).
    Results come back as a pandas DataFrame (one row per method, D, D_random, input scale and seed);
@@ -18,6 +18,7 @@ Two parts, read top to bottom:
    Every plot function returns a matplotlib Figure (not registered with pyplot: nothing leaks, works under Agg);
    a notebook shows it when it is the cell's last expression, or with `display(fig)`.
 
+=== BEGIN INSTRUCTOR ONLY ===
 Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 8..4096, scales 0.25..1, N = 128,
 5 seeds; 3000 rows). Inputs have N(0, s^2) entries, so ||x||^2 / sigma^2 ~ s^2 sqrt(D) runs from 0.25 to 16.
   * Rate: at s = 0.25 the log-log slope of error vs D_random is -0.47 .. -0.53 for all three maps and every D
@@ -35,6 +36,7 @@ Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 
     D_random = 4096 the orthogonal positive error is 0.71 (i.i.d. 0.76; slope -0.06), trigonometric 1e2 .. 1e4.
   * Time: 24 min wall / 7.0 CPU-minutes on 2 CPU cores shared with ~8 other jobs (load ~9), so a few minutes on an
     idle laptop; the real-q/k run 1.5 min wall / 32 CPU-s; FAST_CONFIG (HW8_FAST=1) about 1 s.
+=== END INSTRUCTOR ONLY ===
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ Read top to bottom:
 Shapes: B batch, H heads, N / N_q / N_k sequence lengths, D query/key width, M value width, F feature count
 (F = 2 D_r for random Fourier features, D_r = number of random vectors).
 
-Students implement the bodies between `### BEGIN SOLUTION` and `### END SOLUTION`; everything else is provided.
+You implement every function whose body raises `NotImplementedError` in your copy; everything else is provided.
 """
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -277,6 +279,9 @@ class MultiHeadAttention(nn.Module):
             if not isinstance(t, Tensor) or t.dim() != 3 or t.shape[-1] != width:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have shape (B, N, {width}), got {got}")
+            if not t.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor (embeddings), got dtype {t.dtype}: "
+                                 "embed token ids first (nn.Embedding)")
         if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
             raise ValueError(f"query {tuple(query.shape)}, key {tuple(key.shape)} and value {tuple(value.shape)} "
                              "must share B, and key / value must share N_k")
@@ -338,12 +343,14 @@ def sinusoidal_positional_encoding(n_positions: int, d_model: int, dtype: torch.
 
 
 def positional_shift_matrix(d_model: int, shift: int = 1, dtype: torch.dtype | None = None) -> Tensor:
-    """The matrix M with p_{t+shift} = M p_t for every t (question 1(c)).
+    """The matrix M (d_model, d_model) with p_{t+shift} = M p_t for every t (question 1(c)), in `dtype`.
 
+    === BEGIN INSTRUCTOR ONLY ===
     Each (sin, cos) pair rotates by the angle shift * w_i:
         [sin((t+k) w)]   [ cos(k w)  sin(k w)] [sin(t w)]
         [cos((t+k) w)] = [-sin(k w)  cos(k w)] [cos(t w)]
     so M (d_model, d_model) is block-diagonal with these 2x2 blocks; M depends on the shift k, not on t.
+    === END INSTRUCTOR ONLY ===
     """
     _check_even_width(d_model)
     dtype = torch.get_default_dtype() if dtype is None else dtype
@@ -365,6 +372,10 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)   # (max_len, d)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"PositionalEncoding expects float embeddings (B, N, d), got {got}: embed token ids "
+                             "first (nn.Embedding)")
         if x.dim() != 3 or x.shape[-1] != self.pe.shape[1] or x.shape[1] > self.pe.shape[0]:
             raise ValueError(f"PositionalEncoding expects (B, N <= {self.pe.shape[0]}, {self.pe.shape[1]}), "
                              f"got {tuple(x.shape)}")
@@ -376,7 +387,7 @@ class PositionalEncoding(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-class FeatureMap(nn.Module):
+class FeatureMap(nn.Module, abc.ABC):
     """Base class: `n_features` is F; random maps draw all their randomness in `redraw(generator)`.
 
     redraw(generator=None) uses torch's global RNG when generator is None, so torch.manual_seed(s) fixes the features;
@@ -389,8 +400,9 @@ class FeatureMap(nn.Module):
     def redraw(self, generator: torch.Generator | None = None) -> None:
         """Deterministic feature maps have nothing to draw."""
 
+    @abc.abstractmethod
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        raise NotImplementedError
+        """Each feature map defines phi: x (..., N, D) -> phi(x) (..., N, F); is_query tells queries from keys."""
 
     @staticmethod
     def _check_sizes(d: int, n_random: int) -> None:
@@ -414,11 +426,12 @@ class RandomFourierFeatures(FeatureMap):
 
         phi_random(x) = sqrt(1/D_r) [sin(w_1 . x), ..., sin(w_Dr . x), cos(w_1 . x), ..., cos(w_Dr . x)],  F = 2 D_r.
 
+    `redraw` draws the w_i so that E[phi(q) . phi(k)] = K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)).
+    === BEGIN INSTRUCTOR ONLY ===
     phi(q) . phi(k) = (1/D_r) sum_i cos(w_i . (q - k)), and E[cos(w . u)] = exp(-s^2 ||u||^2 / 2) for w ~ N(0, s^2 I).
     Eq. (5) as printed (w ~ N(0, sigma^2 I)) therefore gives exp(-sigma^2 ||q-k||^2 / 2); to get the Gaussian kernel
-    K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) this module draws w ~ N(0, sigma^-2 I):
-
-        E[phi(q) . phi(k)] = K_Gauss(q, k).
+    K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) this module draws w ~ N(0, sigma^-2 I).
+    === END INSTRUCTOR ONLY ===
 
     Args: d (input width D), n_random (D_r), sigma2 (sigma^2; default sqrt(D), the value of question 3(a)i).
     Buffer `omega` (D, D_r) holds w_1 .. w_Dr as columns.
@@ -436,7 +449,7 @@ class RandomFourierFeatures(FeatureMap):
         self.redraw()
 
     def redraw(self, generator: torch.Generator | None = None) -> None:
-        """Draw w_i ~ N(0, sigma^-2 I_D), i = 1 .. D_r."""
+        """Draw w_1 .. w_Dr (the columns of omega) so that E[phi(q) . phi(k)] = K_Gauss(q, k)."""
         omega = torch.randn(self.d, self.n_random, generator=generator, device=_draw_device(generator))
         self.omega = (omega / math.sqrt(self.sigma2)).to(self.omega)    # reassign, never in place (autograd-safe)
 
@@ -451,8 +464,11 @@ class RandomFourierFeatures(FeatureMap):
 
 
 class SoftmaxRandomFourierFeatures(FeatureMap):
-    """Softmax kernel through the Gaussian kernel, question 3(a) i-ii.
+    """The softmax similarity exp(q . k / sqrt(D)) approximated with random Fourier features, question 3(a) i-ii.
 
+    phi_sm (..., N, 2 D_r) is the feature map you derive in 3(a) i-ii from the Gaussian kernel with sigma^2 = sqrt(D)
+    and the random Fourier features `self.rff` of eq. (4), such that E[phi_sm(q) . phi_sm(k)] = exp(q . k / sqrt(D)).
+    === BEGIN INSTRUCTOR ONLY ===
     With sigma^2 = sqrt(D):  exp(q . k / sqrt(D)) = exp(||q||^2 / (2 sigma^2)) K_Gauss(q, k) exp(||k||^2 / (2 sigma^2)),
     so with random Fourier features for K_Gauss
 
@@ -460,6 +476,7 @@ class SoftmaxRandomFourierFeatures(FeatureMap):
         E[phi_sm(q) . phi_sm(k)] = exp(q . k / sqrt(D))          (unbiased, but not positive: the normaliser can be
                                                                   near 0 or negative -- see the 3(a)iii experiment).
     Attention with these features costs O(N D_r (D + M)) instead of O(N^2 max(D, M)).
+    === END INSTRUCTOR ONLY ===
     """
 
     def __init__(self, d: int, n_random: int):
@@ -474,7 +491,7 @@ class SoftmaxRandomFourierFeatures(FeatureMap):
         self.rff.redraw(generator)
 
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """x (..., N, D) -> phi_sm(x) = exp(||x||^2 / (2 sqrt(D))) phi_random(x), shape (..., N, 2 D_r)."""
+        """x (..., N, D) -> phi_sm(x) (..., N, 2 D_r), built on self.rff (phi_random of eq. 4)."""
         self._check_input(x, self.d)
         ### BEGIN SOLUTION
         scale = torch.exp(x.pow(2).sum(dim=-1, keepdim=True) / (2 * self.sigma2))   # (..., N, 1)
@@ -687,13 +704,17 @@ def _check_causal_inputs(phi_q: Tensor, phi_k: Tensor, v: Tensor) -> None:
 
 
 def causal_linear_attention_reference(phi_q: Tensor, phi_k: Tensor, v: Tensor, eps: float = 1e-6) -> Tensor:
-    """Causal linear attention following eq. (6) step by step (readable, slow: a Python loop over positions).
+    """Causal linear attention written with S_i and Z_i of eq. (6), position by position (question 3(b), optional):
+    readable and slow (a Python loop over positions).
 
-        S_i = sum_{j<=i} phi(K_j) V_j^T = S_{i-1} + phi(K_i) V_i^T      (..., F, M)
-        Z_i = sum_{j<=i} phi(K_j)       = Z_{i-1} + phi(K_i)            (..., F)
-        V'_i = phi(Q_i)^T S_i / (phi(Q_i)^T Z_i + eps)                  (..., M)
+        S_i = sum_{j<=i} phi(K_j) V_j^T   (..., F, M),      Z_i = sum_{j<=i} phi(K_j)   (..., F)
 
-    phi_q (..., N, F), phi_k (..., N, F), v (..., N, M) -> (..., N, M). O(N F M) time, O(F M) state.
+    Output i may use keys and values j <= i only; add eps to the normaliser (as linear_attention does).
+    phi_q (..., N, F), phi_k (..., N, F), v (..., N, M) -> (..., N, M).
+    === BEGIN INSTRUCTOR ONLY ===
+        S_i = S_{i-1} + phi(K_i) V_i^T,   Z_i = Z_{i-1} + phi(K_i),   V'_i = phi(Q_i)^T S_i / (phi(Q_i)^T Z_i + eps)
+    O(N F M) time, O(F M) state.
+    === END INSTRUCTOR ONLY ===
     """
     _check_causal_inputs(phi_q, phi_k, v)
     ### BEGIN SOLUTION
@@ -716,20 +737,22 @@ def causal_linear_attention_reference(phi_q: Tensor, phi_k: Tensor, v: Tensor, e
 
 def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size: int = 64, eps: float = 1e-6,
                             key_padding_mask: Tensor | None = None) -> Tensor:
-    """Causal linear attention, fast and memory-bounded: equals causal_linear_attention_reference.
-
-    The sequence is cut into chunks of C = chunk_size positions. Inside a chunk the masked quadratic form
-    (C x C, lower-triangular) is used; across chunks the running state S (..., F, M) and Z (..., F) of eq. (6) is
-    carried. Time O(N (C F + C M + F M)), extra memory O(C^2 + F M) per batch element -- no per-position outer
-    products phi(K_j) V_j^T are ever materialised.
+    """Causal linear attention, fast (question 3(b), optional): equals causal_linear_attention_reference, without a
+    Python loop over single positions. Suggestion: cut the sequence into chunks of C = chunk_size positions.
 
     phi_q (..., N, F), phi_k (..., N, F), v (..., N, M), key_padding_mask (..., N) bool True = real token
-    -> (..., N, M).
+    (padded keys are excluded from numerator and normaliser) -> (..., N, M).
+    === BEGIN INSTRUCTOR ONLY ===
+    Inside a chunk the masked quadratic form (C x C, lower-triangular) is used; across chunks the running state
+    S (..., F, M) and Z (..., F) of eq. (6) is carried. Time O(N (C F + C M + F M)), extra memory O(C^2 + F M) per
+    batch element -- no per-position outer products phi(K_j) V_j^T are ever materialised.
+    === END INSTRUCTOR ONLY ===
     """
     _check_causal_inputs(phi_q, phi_k, v)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     phi_k, v = _drop_padded_keys(phi_k, v, key_padding_mask)
+    ### BEGIN SOLUTION
     batch = _batch_shape(phi_q, phi_k, v, names=("phi_q", "phi_k", "v"))
     n, n_features, width = phi_q.shape[-2], phi_q.shape[-1], v.shape[-1]
     dtype = torch.promote_types(phi_q.dtype, v.dtype)
@@ -750,6 +773,7 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size:
     if not outputs:
         return torch.zeros(*batch, 0, width, dtype=dtype, device=v.device)
     return torch.cat(outputs, dim=-2)                                             # (..., N, M)
+    ### END SOLUTION
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -765,10 +789,11 @@ class PerformerAttention(MultiHeadAttention):
     (see make_feature_map) or a FeatureMap instance; one feature map of input width Dh is shared by all heads.
     redraw_features=True draws fresh random features at every forward pass in training mode (Performer's feature
     redrawing); call `redraw_features_now(generator)` to redraw by hand. Dropout (no attention matrix to drop
-    entries from) is applied to the per-head attention output. Causal attention uses the chunked
-    causal_linear_attention and needs N_q == N_k. attn_mask is not supported (only padding and causal masks have a
-    linear-time form) and raises ValueError. return_weights=True also returns the implied weights (B, H, N_q, N_k),
-    computed explicitly in O(N^2) -- for visualisation only.
+    entries from) is applied to the per-head attention output. Causal attention uses causal_linear_attention
+    (question 3(b), optional) and needs N_q == N_k; while that is not implemented it falls back, with a warning, to
+    the masked quadratic form kernel_attention_quadratic (same result, O(N^2)). attn_mask is not supported (only
+    padding and causal masks have a linear-time form) and raises ValueError. return_weights=True also returns the
+    implied weights (B, H, N_q, N_k), computed explicitly in O(N^2) -- for visualisation only.
 
     eps defaults to 0 here: FAVOR+ features are stabilised by constants that cancel between numerator and normaliser
     only if nothing is added to the normaliser. An absolute eps would not cancel: it would let a future key's
@@ -790,6 +815,19 @@ class PerformerAttention(MultiHeadAttention):
     def redraw_features_now(self, generator: torch.Generator | None = None) -> None:
         self.feature_map.redraw(generator)
 
+    def _causal(self, phi_q, phi_k, v, keys):
+        """causal_linear_attention, or the masked quadratic form while 3(b) (optional) is not implemented, so that
+        the Performer experiment of 1(g) never depends on 3(b)."""
+        try:
+            return causal_linear_attention(phi_q, phi_k, v, self.chunk_size, self.eps, key_padding_mask=keys)
+        except NotImplementedError:
+            warnings.warn("causal_linear_attention (3(b), optional) is not implemented: causal PerformerAttention "
+                          "uses the O(N^2) masked kernel attention instead", stacklevel=3)
+            mask = causal_mask(phi_q.shape[-2], device=phi_q.device)
+            if keys is not None:
+                mask = combine_masks(mask, keys[..., None, :])
+            return kernel_attention_quadratic(phi_q, phi_k, v, mask, self.eps)
+
     def _attend(self, q, k, v, key_padding_mask, causal, attn_mask, return_weights):
         """q (B, H, N_q, Dh), k / v (B, H, N_k, Dh) -> out (B, H, N_q, Dh), implied weights or None."""
         if attn_mask is not None:
@@ -805,7 +843,7 @@ class PerformerAttention(MultiHeadAttention):
         phi_k = self.feature_map(k, is_query=False)                     # (B, H, N_k, F)
         keys = key_padding_mask[:, None, :] if key_padding_mask is not None else None   # (B, 1, N_k)
         if causal:
-            out = causal_linear_attention(phi_q, phi_k, v, self.chunk_size, self.eps, key_padding_mask=keys)
+            out = self._causal(phi_q, phi_k, v, keys)
         else:
             out = linear_attention(phi_q, phi_k, v, key_padding_mask=keys, eps=self.eps)   # (B, H, N_q, Dh)
         out = F.dropout(out, self.dropout, self.training).to(out_dtype)

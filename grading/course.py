@@ -17,6 +17,10 @@ DEFAULT_COURSE = GRADING_DIR / "course.toml"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 BEGIN_SCHEME, END_SCHEME = "=== BEGIN MARK SCHEME ===", "=== END MARK SCHEME ==="
+# Instructor-only text (a docstring paragraph that derives an answer, a narrating comment or markdown sentence): whole
+# marker lines, in any released file -- `# === BEGIN INSTRUCTOR ONLY ===` in code, `<!-- BEGIN INSTRUCTOR ONLY -->`
+# in markdown, `=== BEGIN INSTRUCTOR ONLY ===` inside a docstring. The release drops the lines between them.
+BEGIN_INSTRUCTOR, END_INSTRUCTOR = "=== BEGIN INSTRUCTOR ONLY ===", "=== END INSTRUCTOR ONLY ==="
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Course:
     case_timeout: int = 60          # seconds per trusted check
     execute_env: dict[str, str] = field(default_factory=dict)  # extra environment when notebooks run
     check_support: list[str] = field(default_factory=list)     # files the trusted checks need next to student code
+    instructor_only: list[str] = field(default_factory=list)   # files inside released folders that stay out
+    answer_fingerprints: str | None = None   # TOML: per written question, phrases of its answer the release must lack
 
     @property
     def submission_files(self) -> list[str]:
@@ -70,6 +76,8 @@ def load_course(path: str | Path = DEFAULT_COURSE) -> Course:
             checkpoint=raw.get("checkpoint"),
             cases=raw["cases"],
             hidden_paths=list(raw.get("hidden_paths", [])),
+            instructor_only=list(raw.get("instructor_only", [])),
+            answer_fingerprints=raw.get("answer_fingerprints"),
             build_dir=build_dir,
             cell_timeout=int(raw.get("cell_timeout", 120)),
             submission_timeout=int(raw.get("submission_timeout", 1800)),

@@ -1,11 +1,13 @@
 """Leak check: no solution code, hidden test or written answer of the instructor source may appear in the release.
 
-Secrets are every line inside a solution / hidden-test / mark-scheme region (notebooks and `.py` files), every line
-of a whole-cell solution, and every line of the hidden files (course `hidden_paths`). A secret line counts when it
-is non-trivial (>= 12 characters once whitespace is collapsed) and does not also occur in the public part of the
-source (an `import torch` inside a solution is not a secret). Every file of the release is scanned: notebook JSON
-(sources, outputs, metadata), text, compressed files (.gz/.bz2/.xz), and every member of the release zip; canary
-tokens (CANARY_<NAME>_<hex>) are also searched byte-wise in binary files.
+Secrets are every line inside a solution / hidden-test / mark-scheme / instructor-only region (notebooks, `.py` and
+Markdown files), every line of a whole-cell solution, and every line of the hidden and instructor-only files (course
+`hidden_paths`, `instructor_only`). Answers can leak without any marker, so the release is also searched for answer
+fingerprints: per written question, phrases and formulas of its worked answer (course `answer_fingerprints`).
+A secret line counts when it is non-trivial (>= 12 characters once whitespace is collapsed) and does not also occur in
+the public part of the source (an `import torch` inside a solution is not a secret). Every file of the release is
+scanned: notebook JSON (sources, outputs, metadata), text, compressed files (.gz/.bz2/.xz), and every member of the
+release zip; canary tokens (CANARY_<NAME>_<hex>) are also searched byte-wise in binary files.
 
     python grading/leakcheck.py [--course grading/course.toml] [--release build/release] [--zip build/hw8_release.zip]
 """
@@ -20,6 +22,7 @@ import json
 import lzma
 import re
 import sys
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +113,48 @@ def collect_secrets(course: Course) -> Secrets:
             text = _read_text(path)
             if text is not None and path.resolve() not in allowed:
                 secrets.add_secret(text, str(path.relative_to(course.root)))
+    instructor_only = {(course.root / rel).resolve() for rel in course.instructor_only}
     for rel in [*course.release_files, *course.student_modules]:
         for path in _files_under(course.root, rel):
             text = _read_text(path)
-            if text is not None:
+            if text is None:
+                continue
+            if path.resolve() in instructor_only:
+                secrets.add_secret(text, str(path.relative_to(course.root)))
+            else:
                 _split_regions(text, str(path.relative_to(course.root)), secrets)
     return secrets
+
+
+def load_fingerprints(course: Course) -> dict[str, list[str]]:
+    """{question: [phrase, ...]} from the course's answer-fingerprint file ({} if the course has none)."""
+    if not course.answer_fingerprints:
+        return {}
+    path = course.root / course.answer_fingerprints
+    if not path.is_file():
+        raise FileNotFoundError(f"answer fingerprint file {path} (course key answer_fingerprints) not found")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    return {question: list(entry["phrases"]) for question, entry in raw.items()}
+
+
+def fingerprint_key(text: str) -> str:
+    """Text compared case-insensitively with whitespace collapsed (a phrase may wrap across lines)."""
+    return " ".join(text.split()).lower()
+
+
+def scan_fingerprints(paths: list[tuple[str, bytes]], fingerprints: dict[str, list[str]]) -> list[Leak]:
+    """A Leak for every answer phrase found in the given files or anything packed inside them."""
+    leaks = []
+    wanted = [(fingerprint_key(p), question) for question, phrases in fingerprints.items() for p in phrases]
+    for top_name, top_data in paths:
+        for name, data in _blobs(top_name, top_data):
+            lines = _text_lines(name, data)
+            if lines is None:
+                continue
+            text = fingerprint_key("\n".join(lines))
+            leaks += [Leak(name, phrase, f"answer {question}") for phrase, question in wanted if phrase in text]
+    return leaks
 
 
 def _strings(obj) -> list[str]:
@@ -182,7 +221,7 @@ def find_leaks(course: Course, release_dir: Path, zip_path: Path | None = None) 
     files = [(str(p.relative_to(release_dir)), p.read_bytes()) for p in sorted(release_dir.rglob("*")) if p.is_file()]
     if zip_path is not None:
         files.append((zip_path.name, zip_path.read_bytes()))
-    return scan(files, secret_lines)
+    return scan(files, secret_lines) + scan_fingerprints(files, load_fingerprints(course))
 
 
 def assert_no_leaks(course: Course, release_dir: Path, zip_path: Path | None = None) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 
 from grading.course import GRADING_DIR, Course
-from grading.strip import is_marker_line
+from grading.strip import is_marker_line, strip_instructor_only
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", ".pytest_cache")
 
@@ -40,6 +40,16 @@ def copy_entry(src_root: Path, rel: str, dest_root: Path) -> None:
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
            "END MARK SCHEME")
+
+
+def drop_instructor_only(path: Path) -> None:
+    """Remove the instructor-only regions of every cell of the notebook at `path` (in place): what nbgrader
+    generates and grades against is what students receive."""
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", index)
+        cell.source = strip_instructor_only(cell.source, f"{path.name} cell {grade_id}")
+    nbformat.write(nb, path)
 
 
 def protect_marker_mentions(path: Path) -> None:
@@ -120,6 +130,7 @@ def make_course_dir(course: Course, course_dir: Path, support: list[str], kernel
             raise ValueError(f"{rel} is a student module: it must not be in nbgrader's source folder")
         copy_entry(course.root, rel, source)
     for rel in course.notebooks:
+        drop_instructor_only(source / rel)
         protect_marker_mentions(source / rel)
     shutil.copy2(GRADING_DIR / "nbgrader_config.py", course_dir / "nbgrader_config.py")
     settings = {"course_dir": str(course_dir), "assignment_id": course.assignment_id,

@@ -19,9 +19,20 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grading.course import BEGIN_HIDDEN, BEGIN_SCHEME, BEGIN_SOLUTION, DEFAULT_COURSE, Course, load_course
+from grading.course import (
+    BEGIN_HIDDEN,
+    BEGIN_INSTRUCTOR,
+    BEGIN_SCHEME,
+    BEGIN_SOLUTION,
+    DEFAULT_COURSE,
+    END_INSTRUCTOR,
+    Course,
+    load_course,
+)
 from grading.nbgrader_course import IGNORED, make_course_dir, run_nbgrader
-from grading.strip import has_solution_regions, strip_solutions
+from grading.strip import has_solution_regions, strip_instructor_only, strip_solutions
+
+TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".ipynb", ".sh", ".json"}
 
 
 def _within(rel: str, folder: str) -> bool:
@@ -75,14 +86,17 @@ def build_release(course: Course, out_dir: Path, leak_check: bool = True) -> tup
         else:
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out_dir / rel)
+    for dest, template in course.release_templates.items():
+        (out_dir / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(course.root / template, out_dir / dest)
+    for rel in course.instructor_only:
+        (out_dir / rel).unlink(missing_ok=True)
+    drop_instructor_text(out_dir, skip=set(course.notebooks))
     for path in released_python_files(out_dir):
         rel = path.relative_to(out_dir).as_posix()
         text = path.read_text()
         if has_solution_regions(text) or rel in course.student_modules:
             path.write_text(strip_solutions(text, rel))
-    for dest, template in course.release_templates.items():
-        (out_dir / dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(course.root / template, out_dir / dest)
     _refuse_markers(out_dir)
     zip_path = out_dir.parent / f"{course.assignment_id}_release.zip"
     write_zip(out_dir, zip_path, prefix=course.assignment_id)
@@ -92,12 +106,23 @@ def build_release(course: Course, out_dir: Path, leak_check: bool = True) -> tup
     return out_dir, zip_path
 
 
+def drop_instructor_text(release_dir: Path, skip: set[str]) -> None:
+    """Remove the instructor-only regions of every released text file (the notebooks in `skip` had theirs removed
+    before nbgrader generated them)."""
+    for path in sorted(release_dir.rglob("*")):
+        rel = path.relative_to(release_dir).as_posix()
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and rel not in skip:
+            text = path.read_text(errors="replace")
+            if BEGIN_INSTRUCTOR.strip("= ") in text or END_INSTRUCTOR.strip("= ") in text:
+                path.write_text(strip_instructor_only(text, rel))
+
+
 def _refuse_markers(release_dir: Path) -> None:
     """A marker left in any released text file means a region was not processed: stop."""
     for path in release_dir.rglob("*"):
-        if path.is_file() and path.suffix in {".py", ".ipynb", ".md", ".txt", ".toml", ".cfg"}:
+        if path.is_file() and path.suffix in TEXT_SUFFIXES:
             text = path.read_text(errors="replace")
-            for marker in (BEGIN_HIDDEN, BEGIN_SCHEME):
+            for marker in (BEGIN_HIDDEN, BEGIN_SCHEME, BEGIN_INSTRUCTOR.strip("= "), END_INSTRUCTOR.strip("= ")):
                 if marker in text:
                     raise RuntimeError(f"{path} still contains '{marker}'")
             if path.suffix == ".ipynb" and BEGIN_SOLUTION in text:

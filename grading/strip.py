@@ -13,7 +13,16 @@ import re
 from nbformat.v4 import new_code_cell
 from nbgrader.preprocessors import ClearSolutions
 
-from grading.course import BEGIN_HIDDEN, BEGIN_SCHEME, BEGIN_SOLUTION, END_HIDDEN, END_SCHEME, END_SOLUTION
+from grading.course import (
+    BEGIN_HIDDEN,
+    BEGIN_INSTRUCTOR,
+    BEGIN_SCHEME,
+    BEGIN_SOLUTION,
+    END_HIDDEN,
+    END_INSTRUCTOR,
+    END_SCHEME,
+    END_SOLUTION,
+)
 
 _PLACEHOLDER = "__HW8_STUB__"
 _MENTION = "__HW8_MARKER_MENTION__"  # prose that quotes a marker (e.g. a docstring) is not a marker line
@@ -25,10 +34,11 @@ def _indent(line: str) -> str:
 
 
 def is_marker_line(line: str, marker: str) -> bool:
-    """True if the line is a marker line: the marker text plus only '#', '=' and spaces (CONVENTIONS: regions sit
-    between marker lines). Prose that quotes a marker (a docstring, a markdown sentence) is not one."""
+    """True if the line is a marker line: the marker text plus only '#', '=', spaces and an HTML comment's '<!--' /
+    '-->' (regions sit between marker lines). Prose that quotes a marker (a docstring sentence) is not one."""
     core = marker.strip("#= ")
-    return core in line and not line.replace(core, "").strip("#= \t")
+    rest = line.replace(core, "").replace("<!--", "").replace("-->", "")
+    return core in line and not rest.strip("#= \t")
 
 
 def _is_marker(line: str) -> bool:
@@ -98,6 +108,26 @@ def strip_solutions(source: str, filename: str) -> str:
     return stripped
 
 
+def strip_instructor_only(text: str, filename: str) -> str:
+    """`text` without its instructor-only regions (marker lines included). ValueError, naming the file and line, for
+    an unterminated, unopened or nested region."""
+    kept, opened_at = [], None
+    for number, line in enumerate(text.split("\n"), 1):
+        if is_marker_line(line, BEGIN_INSTRUCTOR):
+            if opened_at is not None:
+                raise ValueError(f"{filename}:{number}: instructor-only region opened again (first at {opened_at})")
+            opened_at = number
+        elif is_marker_line(line, END_INSTRUCTOR):
+            if opened_at is None:
+                raise ValueError(f"{filename}:{number}: '{END_INSTRUCTOR}' without a matching begin")
+            opened_at = None
+        elif opened_at is None:
+            kept.append(line)
+    if opened_at is not None:
+        raise ValueError(f"{filename}:{opened_at}: instructor-only region never closed ('{END_INSTRUCTOR}')")
+    return "\n".join(kept)
+
+
 def has_solution_regions(source: str) -> bool:
     """True if the text contains a solution region marker."""
     return BEGIN_SOLUTION in source
@@ -134,4 +164,5 @@ def outside_regions(text: str, pairs: list[tuple[str, str]]) -> str:
     return "\n".join(kept)
 
 
-ALL_REGION_PAIRS = [(BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN), (BEGIN_SCHEME, END_SCHEME)]
+ALL_REGION_PAIRS = [(BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN), (BEGIN_SCHEME, END_SCHEME),
+                    (BEGIN_INSTRUCTOR, END_INSTRUCTOR)]

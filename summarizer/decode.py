@@ -180,7 +180,7 @@ def summarize(model: Summarizer, tok: Tokenizer, articles: Sequence[str], *, met
     """Summaries of raw article texts. method: "greedy", "beam" or "sample".
 
     Returns one string per article, or for method="sample" with num_samples > 1 a list of num_samples strings per
-    article (question 1(f): the articles are repeated num_samples times inside one batched decoding call).
+    article.
     """
     if method not in ("greedy", "beam", "sample"):
         raise ValueError(f"method={method!r}: expected 'greedy', 'beam' or 'sample'")

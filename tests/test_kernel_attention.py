@@ -214,8 +214,7 @@ def test_shift_matrix_moves_every_position(shift):
     pe = ka.sinusoidal_positional_encoding(200, 16, dtype=torch.float64)
     m = ka.positional_shift_matrix(16, shift, dtype=torch.float64)
     torch.testing.assert_close(pe[:-shift] @ m.T, pe[shift:], atol=1e-12, rtol=0)   # M p_t = p_{t+k}, every t
-    torch.testing.assert_close(m @ m.T, torch.eye(16, dtype=torch.float64))          # a rotation
-    assert torch.count_nonzero(m) == 2 * 16                                         # block-diagonal 2x2
+    # (the 200 encodings span R^16, so this property alone determines M)
 
 
 def test_positional_encoding_module_adds_encoding():
@@ -393,6 +392,30 @@ def test_performer_padding_matches_truncated_sequence():
     torch.testing.assert_close(padded, performer(x[:, :4], x[:, :4], x[:, :4])[0])
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_performer_causal_without_3b_uses_masked_quadratic_form(monkeypatch, padded):
+    """While causal_linear_attention (optional 3(b)) raises NotImplementedError, causal PerformerAttention still works
+    (1(g) never depends on 3(b)): it equals its own causal output computed by the masked O(N^2) reference."""
+    performer = ka.PerformerAttention(8, 2, n_random=16).double()
+    x = randn(2, 6, 8)
+    is_token = torch.tensor([[True] * 6, [True] * 4 + [False] * 2]) if padded else None
+    _, expected = performer(x, x, x, key_padding_mask=is_token, causal=True, return_weights=True)
+    expected_out = expected @ ka.split_heads(performer.v_proj(x), 2)
+
+    def not_implemented(*args, **kwargs):
+        raise NotImplementedError("causal_linear_attention in kernel_attention.py: write your code here")
+
+    monkeypatch.setattr(ka, "causal_linear_attention", not_implemented)
+    with pytest.warns(UserWarning, match="3\\(b\\)"):
+        out, _ = performer(x, x, x, key_padding_mask=is_token, causal=True)
+    torch.testing.assert_close(out, performer.out_proj(ka.merge_heads(expected_out)))
+
+
+def test_feature_map_base_class_is_abstract():
+    with pytest.raises(TypeError, match="abstract"):
+        ka.FeatureMap()
+
+
 def test_performer_rejects_attn_mask():
     performer = ka.PerformerAttention(8, 2)
     x = torch.randn(1, 3, 8)
@@ -437,6 +460,9 @@ def test_same_seed_gives_same_features_and_outputs():
     (lambda: ka.FavorPositiveFeatures(4, -1), "n_random"),
     (lambda: ka.MultiHeadAttention(8, 2)(torch.randn(1, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 3, 8),
                                          key_padding_mask=torch.ones(1, 4, dtype=torch.bool)), r"\(1, 4\)"),
+    (lambda: ka.MultiHeadAttention(8, 2)(*[torch.randint(0, 5, (1, 3, 8))] * 3), "query.*floating.*int64"),
+    (lambda: ka.PositionalEncoding(8)(torch.randint(0, 5, (1, 3, 8))), "float.*int64"),
+    (lambda: ka.PositionalEncoding(8)(torch.randint(0, 5, (1, 3))), "float.*int64"),
 ])
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):

@@ -1,0 +1,129 @@
+"""The student release of the real course gives no written answer away.
+
+Instructor-only regions (docstring paragraphs, comments, markdown sentences, whole files) stay in the instructor
+source and out of the release; every written question has answer fingerprints (grading/answer_fingerprints.toml)
+that occur in the instructor's worked answer and nowhere in the release.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from grading.course import load_course  # noqa: E402
+from grading.leakcheck import fingerprint_key, load_fingerprints, scan_fingerprints  # noqa: E402
+from grading.pdf import answer_cells, question_heading  # noqa: E402
+from grading.release import build_release  # noqa: E402
+from grading.strip import strip_instructor_only  # noqa: E402
+
+COURSE = load_course(REPO / "grading" / "course.toml")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "release"
+    release_dir, zip_path = build_release(COURSE, out)          # raises if anything leaks
+    return release_dir, zip_path
+
+
+def _release_files(release_dir: Path, zip_path: Path) -> list[tuple[str, bytes]]:
+    files = [(p.relative_to(release_dir).as_posix(), p.read_bytes()) for p in release_dir.rglob("*") if p.is_file()]
+    return [*files, (zip_path.name, zip_path.read_bytes())]
+
+
+def _instructor_text() -> str:
+    """Everything the instructor source says: notebook cells, released modules and folders, instructor-only files."""
+    parts = []
+    for rel in COURSE.notebooks:
+        parts += [cell.source for cell in nbformat.read(COURSE.root / rel, as_version=4).cells]
+    for rel in [*COURSE.release_files, *COURSE.student_modules, *COURSE.instructor_only]:
+        path = COURSE.root / rel
+        for file in ([path] if path.is_file() else sorted(path.rglob("*.py")) + sorted(path.rglob("*.md"))):
+            parts.append(file.read_text(errors="replace"))
+    return fingerprint_key("\n".join(parts))
+
+
+def test_every_written_question_has_fingerprints_from_its_worked_answer():
+    fingerprints = load_fingerprints(COURSE)
+    questions = set()
+    for rel in COURSE.notebooks:
+        nb = nbformat.read(COURSE.root / rel, as_version=4)
+        for _, cell in answer_cells(nb):
+            questions.add(question_heading(cell.metadata["nbgrader"]["grade_id"]).removeprefix("Question ")
+                          .replace(" ", ""))
+    assert len(questions) == 21            # 1(a)-(g), 2(a)i-2(d)ii, 3(a)i-iii, 3(b)
+    assert questions == set(fingerprints), questions ^ set(fingerprints)
+    source = _instructor_text()
+    missing = [(q, p) for q, phrases in fingerprints.items() for p in phrases if fingerprint_key(p) not in source]
+    assert not missing, f"fingerprints that occur nowhere in the instructor source (stale): {missing}"
+
+
+def test_release_holds_no_answer_fingerprint(release):
+    release_dir, zip_path = release
+    assert scan_fingerprints(_release_files(release_dir, zip_path), load_fingerprints(COURSE)) == []
+
+
+def test_fingerprint_scan_finds_a_planted_answer(release, tmp_path):
+    """The scan is not vacuous: an answer phrase planted in a docstring, in a notebook and in the zip is found."""
+    release_dir, _ = release
+    fingerprints = load_fingerprints(COURSE)
+    phrase = fingerprints["1(c)"][0]
+    module = (release_dir / "kernel_attention.py").read_text().replace('"""', f'"""{phrase.upper()}\n', 1)
+    nb = json.loads((release_dir / "Summarization.ipynb").read_text())
+    nb["cells"][0]["source"] = ["Note: " + fingerprints["3(b)"][0].replace(" ", "  ")]
+    found = scan_fingerprints([("kernel_attention.py", module.encode()),
+                               ("Summarization.ipynb", json.dumps(nb).encode())], fingerprints)
+    assert {(leak.where, leak.origin) for leak in found} >= {("kernel_attention.py", "answer 1(c)"),
+                                                             ("Summarization.ipynb", "answer 3(b)")}
+
+
+def test_instructor_only_text_stays_in_the_source_and_out_of_the_release(release):
+    release_dir, _ = release
+    for rel in COURSE.instructor_only:
+        assert (COURSE.root / rel).is_file() and not (release_dir / rel).exists()
+    source = (COURSE.root / "kernel_attention.py").read_text()
+    released = (release_dir / "kernel_attention.py").read_text()
+    assert "INSTRUCTOR ONLY" in source and "INSTRUCTOR ONLY" not in released
+    assert "2x2 blocks" in source and "2x2 blocks" not in released
+    assert "BEGIN SOLUTION" not in released and "### " not in released      # no marker the student's copy lacks
+    helper = (release_dir / "helper.py").read_text()
+    assert "Measured results" not in helper and "def approximation_error_experiment" in helper
+
+
+def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
+    text = "\n".join([
+        "def f():",
+        '    """Doc.',
+        "    === BEGIN INSTRUCTOR ONLY ===",
+        "    the derivation",
+        "    === END INSTRUCTOR ONLY ===",
+        '    """',
+        "    # === BEGIN INSTRUCTOR ONLY ===",
+        "    # a narrating comment",
+        "    # === END INSTRUCTOR ONLY ===",
+        "    return 1",
+        "<!-- BEGIN INSTRUCTOR ONLY -->",
+        "a markdown conclusion",
+        "<!-- END INSTRUCTOR ONLY -->",
+        "prose that mentions BEGIN INSTRUCTOR ONLY stays",
+    ])
+    out = strip_instructor_only(text, "f.py")
+    assert out.split("\n") == ["def f():", '    """Doc.', '    """', "    return 1",
+                               "prose that mentions BEGIN INSTRUCTOR ONLY stays"]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("# === BEGIN INSTRUCTOR ONLY ===\nx = 1\n", "never closed"),
+    ("x = 1\n# === END INSTRUCTOR ONLY ===\n", "without a matching begin"),
+    ("# === BEGIN INSTRUCTOR ONLY ===\n# === BEGIN INSTRUCTOR ONLY ===\n", "opened again"),
+])
+def test_bad_instructor_only_regions_name_the_file_and_line(text, problem):
+    with pytest.raises(ValueError, match=f"m.py:[12]: .*{problem}"):
+        strip_instructor_only(text, "m.py")
