@@ -76,6 +76,12 @@ def configure_threads() -> int:
     return torch.get_num_threads()
 
 
+def precision() -> str:
+    """Training precision from HW8_PRECISION: "auto" (default: bf16 autocast where the hardware has it natively),
+    "fp32" (e.g. to time the run a laptop without AVX512-BF16 does) or "bf16"."""
+    return os.environ.get("HW8_PRECISION", "auto").strip().lower() or "auto"
+
+
 def reuse_checkpoint() -> bool:
     """True when HW8_REUSE_CHECKPOINT=1: the notebook loads its saved checkpoint instead of training the main model
     again (re-running the notebook after the full run; the checkpoint must come from the same settings)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from summarizer import settings
 from summarizer.batching import EncodedPairs, iterate_batches, sequential_batches
 from summarizer.model import Summarizer
 from summarizer.tokenizer import PAD_ID
@@ -96,15 +97,15 @@ def validation_loss(model: Summarizer, pairs: EncodedPairs, batch_size: int = 12
 def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: EncodedPairs, *, steps: int,
                 batch_size: int = 64, lr: float = 2e-3, warmup: int = 100, weight_decay: float = 0.01,
                 clip: float = 1.0, eval_every: int = 200, seed: int = 0, desc: str = "train",
-                progress: bool = True, precision: str = "auto") -> TrainHistory:
+                progress: bool = True, precision: str | None = None) -> TrainHistory:
     """Train `model` in place for `steps` AdamW steps; validation loss (float32) every `eval_every` steps and at the
     end.
 
-    precision: "auto" (bf16 autocast where native, see `autocast_dtype`), "bf16" or "fp32".
+    precision: "auto" (bf16 autocast where native, see `autocast_dtype`), "bf16" or "fp32"; None: HW8_PRECISION.
     """
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
-    dtype = autocast_dtype(model.device, precision)
+    dtype = autocast_dtype(model.device, settings.precision() if precision is None else precision)
     torch.manual_seed(seed)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]

@@ -237,6 +237,22 @@ def test_training_is_reproducible():
     assert runs[2] != runs[0] and runs[2] == pytest.approx(runs[0], rel=2e-2)  # bf16 autocast took effect
 
 
+def test_hw8_precision_sets_the_default_precision(monkeypatch):
+    """HW8_PRECISION=fp32 makes the default run float32 (what a laptop without native bf16 does), =bf16 autocast."""
+    pairs = EncodedPairs([[5, 6, 7], [8, 9, 10, 11]], [[BOS_ID, 5, EOS_ID], [BOS_ID, 9, 10, EOS_ID]])
+
+    def losses(precision=None):
+        return train_model(tiny(seed=3), pairs, pairs, steps=3, batch_size=2, progress=False, seed=1,
+                           precision=precision).train_loss
+
+    for name in ("fp32", "bf16"):
+        monkeypatch.setenv("HW8_PRECISION", name)
+        assert losses() == losses(name)
+    monkeypatch.setenv("HW8_PRECISION", "half")
+    with pytest.raises(ValueError, match="precision='half'"):
+        losses()
+
+
 def test_lr_schedule():
     assert lr_factor(0, 10, 100) == pytest.approx(0.1)
     assert lr_factor(9, 10, 100) == pytest.approx(1.0)
