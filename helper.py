@@ -138,8 +138,10 @@ def random_queries_keys(n_tokens: int, d: int, scale: float = 1.0, generator: to
     """Queries and keys with controlled norms: i.i.d. N(0, scale^2) entries, each of shape (n_tokens, d).
 
     Then E||x||^2 = scale^2 D, the logits q . k / sqrt(D) have standard deviation scale^2 (scale 1: the attention
-    of a layer whose inputs are layer-normalised), and ||x||^2 / sigma^2 = scale^2 sqrt(D) with sigma^2 = sqrt(D):
-    the exponent that question 3(a)ii's phi_sm multiplies the random features by grows with D and with the scale.
+    of a layer whose inputs are layer-normalised), and ||x||^2 / sigma^2 = scale^2 sqrt(D) with sigma^2 = sqrt(D).
+    === BEGIN INSTRUCTOR ONLY ===
+    The exponent that question 3(a)ii's phi_sm multiplies the random features by grows with D and with the scale.
+    === END INSTRUCTOR ONLY ===
     """
     if n_tokens < 1 or d < 1 or not scale > 0:
         raise ValueError(f"need n_tokens >= 1, d >= 1, scale > 0; got n_tokens={n_tokens}, d={d}, scale={scale}")
@@ -560,8 +562,11 @@ def relative_position_similarity(encoding, starts: Sequence[int] = (0,), max_off
     """Dot products p_t . p_{t+k} for each start t in `starts` and k = 0 .. max_offset (question 1(c)).
 
     encoding (n_positions, d_model); max_offset defaults to the largest k valid for every start.
-    Returns (len(starts), max_offset + 1). For sinusoidal encodings every row is the same function of k alone,
-    sum_i cos(k w_i): the similarity depends on the relative position only.
+    Returns (len(starts), max_offset + 1).
+    === BEGIN INSTRUCTOR ONLY ===
+    For sinusoidal encodings every row is the same function of k alone, sum_i cos(k w_i): the similarity depends on
+    the relative position only.
+    === END INSTRUCTOR ONLY ===
     """
     array = _check_encoding(encoding)
     starts = list(starts)
@@ -577,8 +582,7 @@ def relative_position_similarity(encoding, starts: Sequence[int] = (0,), max_off
 
 def plot_relative_position_similarity(encoding, starts: Sequence[int] = (0, 10, 25), max_offset: int | None = None,
                                       title: str | None = None) -> Figure:
-    """p_t . p_{t+k} vs the offset k, one curve per start t (relative_position_similarity): the curves coincide
-    when the similarity depends only on k (question 1(c))."""
+    """p_t . p_{t+k} vs the offset k, one curve per start t (relative_position_similarity), question 1(c)."""
     similarity = relative_position_similarity(encoding, starts, max_offset)
     fig, (ax,) = _panels(1, (6.0, 3.6))
     offsets = np.arange(similarity.shape[1])

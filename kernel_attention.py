@@ -242,8 +242,8 @@ def merge_heads(x: Tensor) -> Tensor:
 class MultiHeadAttention(nn.Module):
     """Multi-head softmax attention (Vaswani et al. 2017), numerically equal to nn.MultiheadAttention(batch_first=True).
 
-    Queries come from a width-d_model stream; keys and values from a width-d_key_value memory (cross-attention from an
-    encoder of another width, question 1(d)); the output has width d_model. Dropout acts on the attention weights.
+    Queries come from a width-d_model stream; keys and values from a width-d_key_value memory (default: d_model);
+    the output has width d_model. Dropout acts on the attention weights.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_key_value: int | None = None, dropout: float = 0.0,

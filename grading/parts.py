@@ -47,7 +47,7 @@ PARTS = (
          ("test_favor_positive_features", "test_linear_attention", "run_experiment", "answer_3a_iii"),
          ("FavorPositiveFeatures.forward", "linear_attention")),
     Part("3(b)", KERNEL, True, 2, 3, ("test_causal_linear_attention", "answer_3b"),
-         ("causal_linear_attention_reference",)),
+         ("causal_linear_attention_reference", "causal_linear_attention")),
 )
 
 
@@ -72,3 +72,15 @@ def points(optional: bool) -> tuple[int, int]:
     """(autograded, written) points of the required (optional=False) or the optional parts."""
     chosen = [p for p in PARTS if p.optional == optional]
     return sum(p.code_points for p in chosen), sum(p.written_points for p in chosen)
+
+
+def points_table() -> str:
+    """The Markdown table of parts and points that both READMEs show (a test keeps them equal to this)."""
+    rows = ["| part | notebook | autograded | written | |", "|---|---|---:|---:|---|"]
+    for p in PARTS:
+        rows.append(f"| {p.name} | {p.notebook} | {p.code_points or ''} | {p.written_points or ''} | "
+                    f"{'**optional**' if p.optional else ''} |")
+    (req_code, req_written), (opt_code, opt_written) = points(False), points(True)
+    rows.append(f"| **required** | | **{req_code}** | **{req_written}** | |")
+    rows.append(f"| **optional (bonus)** | | {opt_code} | {opt_written} | 1(c), 1(g), 3(b) |")
+    return "\n".join(rows)

@@ -1,17 +1,24 @@
-"""Solution PDFs: execute the instructor notebooks and export them, outputs and written answers included, to build/pdf/.
+"""PDFs of the notebooks, outputs and written answers included, in build/pdf/.
 
-    python grading/pdf.py            # full run (what a student runs); `make pdf`
+Instructor (this repository): execute the instructor notebooks (or reuse fresh executed copies) and export them.
+
+    python grading/pdf.py            # full run; `make pdf`
     python grading/pdf.py --fast     # HW8_FAST=1: small data, same code path (also: HW8_FAST=1 python grading/pdf.py)
 
 Writes build/pdf/<Notebook>.pdf for each notebook and build/pdf/written_answers.pdf, which collects every written
 answer (markdown cell whose nbgrader grade_id starts with "answer_") under its question heading ("Question 3(a) ii").
 Executed notebooks are reused from build/notebooks/<name> (full runs, written by `make run`) or
 build/notebooks/<stem>.fast.ipynb (fast runs, written by the notebook tests and by this script) when newer than the
-notebook and what it reads (modules, data, assets); otherwise they are executed and saved there.
+notebook and what it reads (modules, data, assets); otherwise they are executed and saved there
+(grading/notebooks.py executes them).
+
+Student release: `make pdf` (python grading/pdf.py --student) exports the notebooks as they are, executed in place
+by `make run`, without running anything: build/pdf/<Notebook>.pdf titled "HW8: <Notebook>", answers labelled
+"Answer". No written-answers collection.
+
 Route: nbconvert LaTeX exporter -> pandoc (markdown and math) -> xelatex. bertviz views and other HTML/JavaScript-only
 outputs cannot be typeset: they are replaced by a one-line note.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -28,20 +35,25 @@ from pathlib import Path
 
 import nbformat
 from jinja2 import DictLoader
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from nbconvert import LatexExporter
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
+from grading.notebooks import (  # noqa: E402,F401  (executed_candidates, reusable: used by tests/test_pdf.py)
+    dependencies,
+    execute,
+    executed_candidates,
+    executed_notebook,
+    reusable,
+)
+from grading.parts import NOTEBOOKS  # noqa: E402
 from summarizer.settings import fast_mode  # noqa: E402
 
-NOTEBOOKS = ("Summarization.ipynb", "Visualizing_BERT.ipynb", "Kernel_Attention.ipynb")
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"
+INSTRUCTOR_LABEL, STUDENT_LABEL = "Instructor answer", "Answer"
 PROMPT_MAX_CHARS = 2500  # a longer markdown cell before an answer is narrative, not the question
-DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
 
 # Output types that LaTeX can show; an output with none of them (bertviz's HTML + JavaScript) becomes a note.
 TYPESETTABLE = ("image/png", "image/jpeg", "application/pdf", "text/latex", "text/markdown")
@@ -73,75 +85,6 @@ def require_latex_tools() -> None:
                            f"`sudo apt-get install --no-install-recommends {APT_PACKAGES}` (or `make system`).")
 
 
-def executed_candidates(source: Path, executed_dir: Path, fast: bool) -> list[Path]:
-    """Executed copies of `source` that may be reused, the first being where this script writes its own run:
-    full mode executed_dir/<name> (`make run`); fast mode executed_dir/<stem>.fast.ipynb (the notebook tests),
-    then executed_dir/<name> (a full run is good enough for a fast PDF)."""
-    full = executed_dir / source.name
-    return [executed_dir / f"{source.stem}.fast.ipynb", full] if fast else [full]
-
-
-def dependencies(source: Path) -> list[Path]:
-    """What an executed copy of `source` depends on: the notebook, the modules beside it, the summarizer package,
-    the corpus and the bertviz assets (files matching DEPENDENCY_GLOBS in the notebook's folder)."""
-    return [source, *(p for pattern in DEPENDENCY_GLOBS for p in source.parent.glob(pattern))]
-
-
-def reusable(executed: Path, source: Path, fast: bool) -> bool:
-    """True if `executed` is newer than the notebook and its modules, ran every code cell, raised no error, and
-    was not a fast run when a full one is wanted (mode recorded in metadata hw8.fast by this script)."""
-    if not executed.is_file():
-        return False
-    newest_source = max(p.stat().st_mtime for p in dependencies(source) if p.is_file())
-    if executed.stat().st_mtime <= newest_source:
-        return False
-    nb = nbformat.read(executed, as_version=4)
-    if not fast and nb.metadata.get("hw8", {}).get("fast", False):
-        return False
-    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
-    ran = all(c.get("execution_count") for c in code)
-    failed = any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
-    return ran and not failed
-
-
-def execute(source: Path, destination: Path, fast: bool, timeout: int | None) -> nbformat.NotebookNode:
-    """Execute `source` (cwd = its folder, HW8_FAST passed to the kernel) and save it to `destination`.
-
-    On a failing cell, the partly executed notebook is saved as <destination>.failed.ipynb and the error re-raised."""
-    nb = nbformat.read(source, as_version=4)
-    env = dict(os.environ, HW8_FAST="1" if fast else "0")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(source.parent)}})
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    print(f"executing {source.name} ({'fast' if fast else 'full'} mode) -> {destination}", flush=True)
-    try:
-        client.execute(env=env)
-    except CellExecutionError:
-        nbformat.write(nb, destination.with_suffix(".failed.ipynb"))
-        print(f"{source.name} failed; partial run saved to {destination.with_suffix('.failed.ipynb')}", file=sys.stderr)
-        raise
-    nb.metadata["hw8"] = {"fast": fast}
-    partial = destination.with_suffix(".partial")
-    nbformat.write(nb, partial)
-    partial.replace(destination)
-    print(f"executed {source.name} in {time.time() - start:.0f} s", flush=True)
-    return nb
-
-
-def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int | None,
-                      force: bool = False) -> nbformat.NotebookNode:
-    """The executed copy of `source`: reused from executed_dir when fresh (see `reusable`), else executed now.
-
-    Candidates: `executed_candidates`."""
-    candidates = executed_candidates(source, executed_dir, fast)
-    for candidate in candidates:
-        if not force and reusable(candidate, source, fast):
-            print(f"reusing {candidate}", flush=True)
-            return nbformat.read(candidate, as_version=4)
-    return execute(source, candidates[0], fast, timeout)
-
-
 def question_heading(grade_id: str) -> str:
     """'answer_1a' -> 'Question 1(a)', 'answer_3a_ii' -> 'Question 3(a) ii', 'answer_3b' -> 'Question 3(b)'.
 
@@ -164,13 +107,15 @@ def unwrap_display_environments(markdown: str) -> str:
     return WRAPPED_ENVIRONMENT.sub(r"\1", markdown)
 
 
-def show_solution_markers(markdown: str) -> str:
-    """An answer cell's markdown with nbgrader's solution markers (which would render as headings) replaced by a
-    label; an empty solution region becomes a note that students answer this one."""
+def show_solution_markers(markdown: str, label: str = INSTRUCTOR_LABEL) -> str:
+    """An answer cell's markdown with nbgrader's solution markers (which would render as headings) replaced by
+    `label` ("Instructor answer"; "Answer" in student PDFs); an empty solution region becomes a note (instructor:
+    that students answer this one)."""
     begin, end = SOLUTION_BEGIN.search(markdown), SOLUTION_END.search(markdown)
     if begin and end and not markdown[begin.end():end.start()].strip():
-        markdown = markdown[:begin.start()] + "*(no instructor answer: students answer this)*\n" + markdown[end.end():]
-    return SOLUTION_END.sub("", SOLUTION_BEGIN.sub("**Instructor answer.**\n", markdown)).strip()
+        note = "*(no instructor answer: students answer this)*" if label == INSTRUCTOR_LABEL else "*(no answer)*"
+        markdown = markdown[:begin.start()] + note + "\n" + markdown[end.end():]
+    return SOLUTION_END.sub("", SOLUTION_BEGIN.sub(f"**{label}.**\n", markdown)).strip()
 
 
 def widget_text(model_id: str, widget_state: dict) -> str | None:
@@ -215,13 +160,13 @@ def typesettable_outputs(outputs: list, widget_state: dict | None = None) -> lis
     return kept
 
 
-def prepare_for_latex(nb: nbformat.NotebookNode, title: str) -> nbformat.NotebookNode:
-    """A copy of `nb` ready for the LaTeX exporter: titled, answer markers shown as labels, outputs typesettable,
+def prepare_for_latex(nb: nbformat.NotebookNode, title: str, label: str = INSTRUCTOR_LABEL) -> nbformat.NotebookNode:
+    """A copy of `nb` ready for the LaTeX exporter: titled, answer markers shown as `label`, outputs typesettable,
     and every written answer preceded by its question heading."""
     nb = copy.deepcopy(nb)
     nb.metadata["title"] = title
     for index, cell in reversed(answer_cells(nb)):
-        cell.source = show_solution_markers(cell.source)
+        cell.source = show_solution_markers(cell.source, label)
         heading = question_heading(cell.metadata["nbgrader"]["grade_id"])
         nb.cells.insert(index, nbformat.v4.new_markdown_cell(f"### {heading}: written answer {{.unnumbered}}"))
     widget_state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
@@ -322,6 +267,45 @@ def build_pdfs(sources: list[Path], executed_dir: Path, out_dir: Path, fast: boo
     return [destination for destination, _, _ in written]
 
 
+def unrun_notebooks(notebooks: dict[str, nbformat.NotebookNode]) -> list[str]:
+    """Names of the notebooks none of whose code cells has run."""
+    return [name for name, nb in notebooks.items()
+            if not any(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip())]
+
+
+def build_student_pdfs(sources: list[Path], out_dir: Path) -> list[Path]:
+    """Write <out_dir>/<name>.pdf for every notebook in `sources` as it is (executed in place by `make run`; nothing
+    is run here), titled 'HW8: <name>', answers labelled 'Answer'. Raise RuntimeError if one has not been run."""
+    require_latex_tools()
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise FileNotFoundError(f"notebooks not found: {', '.join(missing)}")
+    notebooks = {s.name: nbformat.read(s, as_version=4) for s in sources}
+    unrun = unrun_notebooks(notebooks)
+    if unrun:
+        raise RuntimeError(f"{', '.join(unrun)} ha{'ve' if len(unrun) > 1 else 's'} not been run: run `make run` "
+                           "(or Run All in Jupyter and save) first, then `make pdf`")
+    written = []
+    for source in sources:
+        nb = notebooks[source.name]
+        hw8 = nb.metadata.get("hw8", {})
+        if hw8.get("fast"):
+            print(f"note: {source.name} was run in fast mode (HW8_FAST=1): its outputs are not the full run's",
+                  flush=True)
+        failed = hw8.get("failed_cells", [])
+        if failed:
+            print(f"note: {source.name} has {len(failed)} failed cell(s); their errors are in the PDF", flush=True)
+        destination = out_dir / f"{source.stem}.pdf"
+        start = time.time()
+        lacking = latex_to_pdf(prepare_for_latex(nb, f"HW8: {source.name}", STUDENT_LABEL), destination,
+                               source.parent)
+        note = f"; characters missing from the fonts: {' '.join(lacking)}" if lacking else ""
+        print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB, {time.time() - start:.0f} s){note}",
+              flush=True)
+        written.append(destination)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="HW8_FAST=1 run (also set by the HW8_FAST variable)")
@@ -329,11 +313,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--executed-dir", type=Path, default=REPO / "build" / "notebooks",
                         help="folder of executed notebooks to reuse / write (fast runs as <stem>.fast.ipynb)")
     parser.add_argument("--notebooks", nargs="+", type=Path, default=[REPO / n for n in NOTEBOOKS],
-                        help="instructor notebooks to export (default: the three homework notebooks)")
+                        help="notebooks to export (default: the three homework notebooks)")
     parser.add_argument("--force", action="store_true", help="execute even if a fresh executed copy exists")
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: no limit)")
+    parser.add_argument("--student", action="store_true",
+                        help="student release: export the notebooks as executed in place (`make run`), run nothing")
     args = parser.parse_args(argv)
     fast = args.fast or fast_mode()
+    if args.student:
+        try:
+            paths = build_student_pdfs([p.resolve() for p in args.notebooks], args.out.resolve())
+        except (RuntimeError, FileNotFoundError) as error:
+            raise SystemExit(f"make pdf: {error}") from None
+        print("PDFs:", *[str(p) for p in paths], sep="\n  ")
+        return
     try:
         paths = build_pdfs([p.resolve() for p in args.notebooks], args.executed_dir.resolve(), args.out.resolve(),
                            fast, args.timeout, args.force)

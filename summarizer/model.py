@@ -22,8 +22,11 @@ ATTENTIONS = ("softmax", "performer")
 class SummarizerConfig:
     """Hyperparameters that define the network (saved in every checkpoint).
 
-    d_decoder: decoder width; None = d_model. It may differ from the encoder's width (question 1(d)): cross-attention
-    projects the memory's d_model-wide keys/values to the decoder's width (MultiHeadAttention(d_key_value=d_model)).
+    d_decoder: decoder width; None = d_model (question 1(d)).
+    === BEGIN INSTRUCTOR ONLY ===
+    It may differ from the encoder's width: cross-attention projects the memory's d_model-wide keys/values to the
+    decoder's width (MultiHeadAttention(d_key_value=d_model)).
+    === END INSTRUCTOR ONLY ===
     attention: "softmax" (MultiHeadAttention) or "performer" (PerformerAttention with n_random features) in every
     encoder/decoder attention. copy: add the pointer-generator copy distribution (always softmax, it is a probability).
     """

@@ -39,14 +39,16 @@ def _release_files(release_dir: Path, zip_path: Path) -> list[tuple[str, bytes]]
 
 
 def _instructor_text() -> str:
-    """Everything the instructor source says: notebook cells, released modules and folders, instructor-only files."""
+    """Everything the instructor source says: notebook cells, released and hidden files (not the fingerprints)."""
     parts = []
     for rel in COURSE.notebooks:
         parts += [cell.source for cell in nbformat.read(COURSE.root / rel, as_version=4).cells]
-    for rel in [*COURSE.release_files, *COURSE.student_modules, *COURSE.instructor_only]:
+    fingerprint_file = COURSE.root / COURSE.answer_fingerprints
+    for rel in [*COURSE.release_files, *COURSE.student_modules, *COURSE.instructor_only, *COURSE.hidden_paths]:
         path = COURSE.root / rel
         for file in ([path] if path.is_file() else sorted(path.rglob("*.py")) + sorted(path.rglob("*.md"))):
-            parts.append(file.read_text(errors="replace"))
+            if file != fingerprint_file:
+                parts.append(file.read_text(errors="replace"))
     return fingerprint_key("\n".join(parts))
 
 
@@ -127,3 +129,22 @@ def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
 def test_bad_instructor_only_regions_name_the_file_and_line(text, problem):
     with pytest.raises(ValueError, match=f"m.py:[12]: .*{problem}"):
         strip_instructor_only(text, "m.py")
+
+
+def test_parts_table_matches_the_notebooks_points_and_both_readmes():
+    """grading/parts.py (optional parts, points) agrees with the nbgrader points of the notebooks, every graded cell
+    belongs to a part, and both READMEs show its table."""
+    from grading.parts import PARTS, part_of_cell, points_table
+
+    seen = {p.name: [0, 0] for p in PARTS}
+    for rel in COURSE.notebooks:
+        for cell in nbformat.read(COURSE.root / rel, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("points"):
+                continue
+            part = part_of_cell(meta["grade_id"])
+            assert part is not None and part.notebook == rel, meta["grade_id"]
+            seen[part.name][cell.cell_type == "markdown"] += meta["points"]
+    assert seen == {p.name: [p.code_points, p.written_points] for p in PARTS}
+    for readme in (REPO / "README.md", REPO / "grading" / "student" / "README.md"):
+        assert points_table() in readme.read_text(), f"{readme}: paste grading.parts.points_table() into it"

@@ -1,0 +1,358 @@
+"""Executing the HW8 notebooks headless: the one home of notebook execution (`make run`, `make pdf`, the tests).
+
+Every notebook runs to its end even when cells fail (nbclient, allow_errors): the outputs are kept, and each failing
+cell is recorded with its part of the homework (grading/parts.py, by the cell's nbgrader grade_id) and the function
+that raised (the innermost frame of the traceback). A failure in an optional part (1(c), 1(g), 3(b)) is reported as
+skipped; a failure in any other cell (one without a grade_id included) is a required failure, and `make run` exits
+non-zero after its summary. The executed notebook records `metadata.hw8 = {"fast": bool, "failed_cells": [...]}`.
+
+While a notebook runs, the terminal shows the cell being run ("[Summarization 14/43] 1(c) q1c_apply"), what the
+kernel prints, and the text of its progress bars (tqdm.auto renders a widget in a kernel: the notebook keeps the
+widget, the terminal gets its text).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+
+from grading.parts import part_of_cell  # noqa: E402
+
+DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# IPython's traceback frames: "Cell In[3], line 8, in shift_matrix(d_model, k)", "File ~/x.py:324, in f(a, b)";
+# a cell's top level has no ", in ..." part.
+FRAME = re.compile(r"^(?:Cell\s+In\s*\[\d*\],\s*line\s+\d+|File\s+\S.*?:\d+|Input\s+In\s*\[\d*\])"
+                   r"(?:,\s*in\s+([\w.<>]+))?")
+BOX_MODELS = ("HBoxModel", "VBoxModel", "BoxModel")
+TEXT_MODELS = ("HTMLModel", "LabelModel")
+BAR_ECHO_INTERVAL = 30.0   # seconds between progress-bar lines when the terminal is not interactive
+MESSAGE_CHARS = 160
+
+
+@dataclass
+class CellFailure:
+    """A cell that raised: where it is, which part of the homework it belongs to, and what raised."""
+    index: int                  # position in the notebook (0-based)
+    n_cells: int
+    grade_id: str | None
+    part: str | None            # "1(c)", or None for a cell outside the parts table
+    optional: bool
+    error: str                  # exception name ("NotImplementedError", "DeadKernelError")
+    message: str                # exception message (first line, shortened)
+    function: str | None        # innermost function of the traceback; None at a cell's top level
+
+    @property
+    def where(self) -> str:
+        return f"cell {self.index + 1}/{self.n_cells}" + (f" ({self.grade_id})" if self.grade_id else "")
+
+    def describe(self) -> str:
+        """'1(c) shift_matrix: NotImplementedError — optional, skipped' (required ones with the message)."""
+        what = " ".join(x for x in (self.part, self.function) if x) or "cell"
+        if self.optional:
+            return f"{what}: {self.error} — optional, skipped"
+        message = f": {self.message}" if self.message else ""
+        return f"{what}: {self.error}{message} — REQUIRED"
+
+
+@dataclass
+class NotebookRun:
+    """One notebook's execution: where it was saved, its mode, time and failures."""
+    name: str
+    destination: Path
+    fast: bool
+    seconds: float = 0.0
+    code_cells: int = 0
+    failures: list[CellFailure] = field(default_factory=list)
+    aborted: str | None = None  # the kernel died or a cell timed out: the cells after it did not run
+
+    @property
+    def required_failures(self) -> list[CellFailure]:
+        return [f for f in self.failures if not f.optional]
+
+    def summary(self) -> str:
+        mode = "fast mode" if self.fast else "full mode"
+        head = (f"{self.name} ({mode}, {self.code_cells} code cells, {self.seconds:.0f} s) -> {self.destination}: "
+                + (f"{len(self.failures)} cell(s) failed" if self.failures else "every cell ran"))
+        lines = [head] + [f"  {f.where}: {f.describe()}" for f in self.failures]
+        if self.aborted:
+            lines.append(f"  stopped early: {self.aborted}")
+        return "\n".join(lines)
+
+
+def innermost_function(traceback: list[str]) -> str | None:
+    """The function of the innermost frame of an IPython traceback (ANSI colours allowed); None when the innermost
+    frame is a cell's top level or no frame is found."""
+    function, found = None, False
+    for entry in traceback:
+        for line in ANSI.sub("", entry).splitlines():
+            match = FRAME.match(line.strip())
+            if match:
+                found, function = True, match.group(1)
+    return function if found else None
+
+
+def failure_of(cell: nbformat.NotebookNode, index: int, n_cells: int, error: str, message: str,
+               traceback: list[str]) -> CellFailure:
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    part = part_of_cell(grade_id)
+    first_line = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
+    if len(first_line) > MESSAGE_CHARS:
+        first_line = first_line[:MESSAGE_CHARS - 3] + "..."
+    return CellFailure(index, n_cells, grade_id, part.name if part else None, bool(part and part.optional), error,
+                       first_line, innermost_function(traceback))
+
+
+def cell_label(cell: nbformat.NotebookNode) -> str:
+    """'1(c) q1c_apply' for a cell with a grade_id, else its first line of code."""
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    part = part_of_cell(grade_id)
+    if grade_id:
+        return f"{part.name} {grade_id}" if part else grade_id
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    return first if len(first) <= 60 else first[:57] + "..."
+
+
+class ProgressEcho:
+    """Shows a kernel's output in the terminal: its stream text as it arrives, and its widget progress bars
+    (tqdm.auto in a kernel) as one text line ('\\r'-updated on a terminal, a line every BAR_ECHO_INTERVAL s else)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.parent: dict[str, str] = {}          # widget model id -> the box that contains it
+        self.bar_open = False                     # a '\r' bar line is on screen without its newline
+        self.pending: dict[str, str] = {}         # non-interactive: last text of a bar not printed yet
+        self.last_print: dict[str, float] = {}
+
+    def write(self, text: str) -> None:
+        self.end_bar_line()
+        self.stream.write(text)
+        self.stream.flush()
+
+    def end_bar_line(self) -> None:
+        if self.bar_open:
+            self.stream.write("\n")
+            self.bar_open = False
+
+    def flush_bars(self) -> None:
+        """At a cell's end: finish the bar line, print the last state of bars not shown yet."""
+        self.end_bar_line()
+        for text in self.pending.values():
+            self.stream.write(f"  {text}\n")
+        self.pending.clear()
+        self.stream.flush()
+
+    def widget(self, model_id: str, widget_state: dict[str, dict]) -> None:
+        """A widget model changed: echo the text of the progress bar it belongs to."""
+        state = widget_state.get(model_id, {})
+        for child in state.get("children", []) or []:
+            self.parent[str(child).removeprefix("IPY_MODEL_")] = model_id
+        box = self.parent.get(model_id, model_id)
+        text = bar_text(box, widget_state)
+        if not text:
+            return
+        if self.interactive:
+            self.stream.write(f"\r\x1b[K  {text}")
+            self.stream.flush()
+            self.bar_open = True
+            return
+        now = time.monotonic()
+        if now - self.last_print.get(box, -BAR_ECHO_INTERVAL) >= BAR_ECHO_INTERVAL:
+            self.stream.write(f"  {text}\n")
+            self.stream.flush()
+            self.last_print[box] = now
+            self.pending.pop(box, None)
+        else:
+            self.pending[box] = text
+
+
+def bar_text(box_id: str, widget_state: dict[str, dict]) -> str | None:
+    """The text of a progress bar widget (a box holding text and a progress model, as tqdm.notebook draws it):
+    'train: 37% 1184/3200 [05:01<08:33, 3.93it/s]'; None for any other widget."""
+    state = widget_state.get(box_id, {})
+    if state.get("_model_name") not in BOX_MODELS:
+        return None
+    children = [widget_state.get(str(c).removeprefix("IPY_MODEL_"), {}) for c in state.get("children", []) or []]
+    if not any(str(c.get("_model_name", "")).endswith("ProgressModel") for c in children):
+        return None
+    parts = [str(c.get("value", "")) for c in children if c.get("_model_name") in TEXT_MODELS]
+    return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip() or None
+
+
+class EchoingClient(NotebookClient):
+    """NotebookClient that forwards stream outputs and progress bars to an echo (ProgressEcho) as they arrive."""
+
+    def __init__(self, nb: nbformat.NotebookNode, echo: ProgressEcho | None = None, **kw) -> None:
+        super().__init__(nb, **kw)
+        self.echo = echo
+
+    def process_message(self, msg: dict, cell: nbformat.NotebookNode, cell_index: int):
+        if self.echo is not None and msg["msg_type"] == "stream":
+            self.echo.write(msg["content"].get("text", ""))
+        result = super().process_message(msg, cell, cell_index)    # raises CellExecutionComplete at idle
+        if self.echo is not None and msg["msg_type"] in ("comm_open", "comm_msg"):
+            comm_id = msg["content"].get("comm_id")
+            if comm_id:
+                self.echo.widget(comm_id, self.widget_state)
+        return result
+
+
+def executed_candidates(source: Path, executed_dir: Path, fast: bool) -> list[Path]:
+    """Executed copies of `source` that may be reused, the first being where a run of this mode is written:
+    full mode executed_dir/<name> (`make run`); fast mode executed_dir/<stem>.fast.ipynb (the notebook tests),
+    then executed_dir/<name> (a full run is good enough for a fast PDF)."""
+    full = executed_dir / source.name
+    return [executed_dir / f"{source.stem}.fast.ipynb", full] if fast else [full]
+
+
+def dependencies(source: Path) -> list[Path]:
+    """What an executed copy of `source` depends on: the notebook, the modules beside it, the summarizer package,
+    the corpus and the bertviz assets (files matching DEPENDENCY_GLOBS in the notebook's folder)."""
+    return [source, *(p for pattern in DEPENDENCY_GLOBS for p in source.parent.glob(pattern))]
+
+
+def reusable(executed: Path, source: Path, fast: bool) -> bool:
+    """True if `executed` is newer than the notebook and its modules, ran every code cell, raised no error, and
+    was not a fast run when a full one is wanted (mode recorded in metadata hw8.fast)."""
+    if not executed.is_file():
+        return False
+    newest_source = max(p.stat().st_mtime for p in dependencies(source) if p.is_file())
+    if executed.stat().st_mtime <= newest_source:
+        return False
+    nb = nbformat.read(executed, as_version=4)
+    if not fast and nb.metadata.get("hw8", {}).get("fast", False):
+        return False
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    ran = all(c.get("execution_count") for c in code)
+    failed = any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    return ran and not failed
+
+
+def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | None = None, *,
+                 allow_errors: bool = True, echo: bool = True) -> tuple[nbformat.NotebookNode, NotebookRun]:
+    """Execute `source` (cwd = its folder, HW8_FAST passed to the kernel) and save it to `destination` (which may
+    be `source` itself: in place) with metadata hw8 = {fast, failed_cells}; return (notebook, run record).
+
+    allow_errors: every cell runs even after failures. Otherwise the first failing cell stops the run: the partly
+    executed notebook is saved as <destination>.failed.ipynb and CellExecutionError raised. A dead kernel or a
+    timed-out cell stops the run either way (recorded as a required failure when allow_errors)."""
+    nb = nbformat.read(source, as_version=4)
+    nb.metadata.pop("widgets", None)              # a previous run's widget state
+    name, stem, n_cells = source.name, source.stem, len(nb.cells)
+    run = NotebookRun(name, destination, fast)
+    progress = ProgressEcho() if echo else None
+    current = {"index": None, "start": 0.0}
+
+    def on_cell_execute(cell, cell_index):
+        current.update(index=cell_index, start=time.monotonic())
+        run.code_cells += 1
+        if progress is not None:
+            progress.write(f"[{stem} {cell_index + 1}/{n_cells}] {cell_label(cell)}\n")
+
+    def on_cell_error(cell, cell_index, execute_reply):
+        content = execute_reply["content"]
+        failure = failure_of(cell, cell_index, n_cells, content.get("ename", "Error"), content.get("evalue", ""),
+                             content.get("traceback", []))
+        run.failures.append(failure)
+        if progress is not None:
+            progress.write(f"  failed: {failure.describe()}\n")
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        if progress is not None:
+            progress.flush_bars()
+            seconds = time.monotonic() - current["start"]
+            if seconds >= 10:
+                progress.write(f"  ({seconds:.0f} s)\n")
+
+    env = dict(os.environ, HW8_FAST="1" if fast else "0")
+    client = EchoingClient(nb, echo=progress, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                           resources={"metadata": {"path": str(source.parent)}},
+                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                           on_cell_execute=on_cell_execute, on_cell_error=on_cell_error,
+                           on_cell_executed=on_cell_executed)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    print(f"executing {name} ({'fast' if fast else 'full'} mode) -> {destination}", flush=True)
+
+    def record() -> None:
+        run.seconds = time.monotonic() - start
+        nb.metadata["hw8"] = {"fast": fast, "failed_cells": [asdict(f) for f in run.failures]}
+
+    try:
+        client.execute(env=env)
+    except CellExecutionError:
+        record()
+        failed = destination.with_suffix(".failed.ipynb")
+        nbformat.write(nb, failed)
+        print(f"{name} failed; partial run saved to {failed}", file=sys.stderr)
+        raise
+    except Exception as error:  # noqa: BLE001 - a dead kernel or a timeout: keep what ran, report the cell
+        if not allow_errors:
+            record()
+            nbformat.write(nb, destination.with_suffix(".failed.ipynb"))
+            raise
+        index = current["index"]
+        cell = nb.cells[index] if index is not None else nbformat.v4.new_code_cell("")
+        run.failures.append(failure_of(cell, index or 0, n_cells, type(error).__name__, str(error), []))
+        run.failures[-1].optional = False
+        run.aborted = f"{type(error).__name__} in cell {(index or 0) + 1}/{n_cells}: {str(error)[:MESSAGE_CHARS]}"
+        if client.widget_state:
+            client.set_widgets_metadata()
+    finally:
+        if progress is not None:
+            progress.flush_bars()
+    record()
+    partial = destination.with_name(destination.name + ".partial")
+    nbformat.write(nb, partial)
+    partial.replace(destination)
+    print(f"executed {name} in {run.seconds:.0f} s"
+          + (f"; {len(run.failures)} cell(s) failed" if run.failures else ""), flush=True)
+    return nb, run
+
+
+def execute(source: Path, destination: Path, fast: bool, timeout: int | None = None, *,
+            allow_errors: bool = False, echo: bool = True) -> nbformat.NotebookNode:
+    """Execute `source` into `destination` (see run_notebook); by default the first failing cell raises
+    CellExecutionError (the partial run saved as <destination>.failed.ipynb). Returns the executed notebook."""
+    return run_notebook(source, destination, fast, timeout, allow_errors=allow_errors, echo=echo)[0]
+
+
+def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int | None,
+                      force: bool = False) -> nbformat.NotebookNode:
+    """The executed copy of `source`: reused from executed_dir when fresh (see `reusable`), else executed now
+    (strictly: a failing cell raises). Candidates: `executed_candidates`."""
+    candidates = executed_candidates(source, executed_dir, fast)
+    for candidate in candidates:
+        if not force and reusable(candidate, source, fast):
+            print(f"reusing {candidate}", flush=True)
+            return nbformat.read(candidate, as_version=4)
+    return execute(source, candidates[0], fast, timeout)
+
+
+def summarize(runs: list[NotebookRun]) -> tuple[str, int]:
+    """(the summary of every run, exit status): 1 if a required part failed anywhere, else 0."""
+    required = [(r, f) for r in runs for f in r.required_failures]
+    skipped = sorted({f.part for r in runs for f in r.failures if f.optional and f.part})
+    lines = ["", "=" * 30 + " summary " + "=" * 30, *(r.summary() for r in runs), ""]
+    if required:
+        where = ", ".join(f"{r.name} {f.where}" + (f" [{f.part}]" if f.part else "") for r, f in required)
+        lines.append(f"FAILED: {len(required)} cell(s) of required parts: {where}. Fix them and run again.")
+    else:
+        lines.append("OK: every required part ran" + (f" (optional parts skipped: {', '.join(skipped)})"
+                                                      if skipped else "") + ".")
+    return "\n".join(lines), 1 if required else 0
