@@ -140,7 +140,7 @@ class ProgressEcho:
         self.last_print: dict[str, float] = {}
 
     def write(self, text: str) -> None:
-        self.end_bar_line()
+        self.flush_bars()
         self.stream.write(text)
         self.stream.flush()
 
@@ -164,7 +164,7 @@ class ProgressEcho:
             self.parent[str(child).removeprefix("IPY_MODEL_")] = model_id
         box = self.parent.get(model_id, model_id)
         text = bar_text(box, widget_state)
-        if not text:
+        if not text or not any(ch.isdigit() for ch in text):      # a bar not drawn yet
             return
         if self.interactive:
             self.stream.write(f"\r\x1b[K  {text}")

@@ -34,6 +34,7 @@ CHECKPOINT = FULL.checkpoint                 # checkpoints/summarizer.pt
 FAST_CHECKPOINT = FAST.checkpoint            # build/checkpoints/summarizer_fast.pt (--allow-fast only)
 STUB_LINE = re.compile(r"^[ \t]*raise[ \t]+NotImplementedError\b", re.MULTILINE)
 ANSWER_STUB = "YOUR ANSWER HERE"
+ANSWER_STUB_LINE = re.compile(r"^[ \t]*YOUR ANSWER HERE[ \t]*$", re.MULTILINE)   # not a mention in the instructions
 
 
 @dataclass
@@ -90,15 +91,17 @@ def check_notebook(path: Path, report: Report, allow_fast: bool = False) -> None
     for index, cell in enumerate(cells):
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         part = part_of_cell(grade_id)
-        where = f"{path.name} cell {grade_id or index + 1}"
         source = cell_source(cell)
+        first_line = next((line.strip() for line in source.splitlines() if line.strip()), "")
+        where = f"{path.name} cell {grade_id}" if grade_id else \
+            f"{path.name} cell {index + 1} ({first_line[:40] + '...' * (len(first_line) > 40)})"
         if cell.get("cell_type") == "code" and STUB_LINE.search(source):
             if part is not None and part.optional:
                 report.skip(part, f"{path.name} {grade_id}")
             else:
                 report.errors.append(f"{where}" + (f" (part {part.name})" if part else "")
                                      + " still raises NotImplementedError: write your code there")
-        elif cell.get("cell_type") == "markdown" and ANSWER_STUB in source:
+        elif cell.get("cell_type") == "markdown" and ANSWER_STUB_LINE.search(source):
             if part is not None and part.optional:
                 report.skip(part, f"written answer {grade_id}")
             else:

@@ -346,7 +346,9 @@ def test_real_release_leaks_nothing_and_carries_only_the_allow_list(real):
     files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
     assert {*course.notebooks, "kernel_attention.py", "README.md", "Makefile", "grading/submission.py",
             "tests/test_kernel_attention.py", "requirements.txt"} <= files
-    assert not any(f.startswith("grading/") and f != "grading/submission.py" for f in files)
+    shipped_tools = {f for f in course.release_files if f.startswith("grading/")}   # make run / pdf / submission
+    assert {"grading/submission.py", "grading/notebooks.py", "grading/parts.py"} <= shipped_tools
+    assert not any(f.startswith("grading/") and f not in shipped_tools for f in files)
     assert not any("hidden" in f or f.startswith(("tests/fixtures", "tests/broken")) for f in files)
     assert "tests/test_grading.py" not in files
     for nb in course.notebooks:

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading.pdf import execute
+from grading.notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"

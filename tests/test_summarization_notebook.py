@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from bench.time_to_quality import load_results
-from grading.pdf import execute
+from grading.notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Summarization.ipynb"
