@@ -10,8 +10,9 @@ from tokenizers import Tokenizer
 
 from summarizer.model import Summarizer, SummarizerConfig
 
-FORMAT = "hw8-summarizer"
-VERSION = 1
+FORMAT = "hw8-summarizer"  # payload["format"]
+VERSION = 1  # payload["version"]
+REQUIRED_KEYS = ("config", "state_dict", "tokenizer")  # SummarizerConfig.to_dict(), model.state_dict(), tok.to_str()
 
 
 def save_checkpoint(path: str | Path, model: Summarizer, tok: Tokenizer, history: dict | None = None,
@@ -47,7 +48,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise ValueError(f"{path} is not a {FORMAT} checkpoint (it was saved by something else)")
     if payload.get("version") != VERSION:
         raise ValueError(f"{path} has checkpoint version {payload.get('version')}, this code reads version {VERSION}")
-    missing = [k for k in ("config", "state_dict", "tokenizer") if k not in payload]
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"{path} lacks {missing}")
     cfg = SummarizerConfig.from_dict(payload["config"])

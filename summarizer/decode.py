@@ -1,8 +1,10 @@
 """Decoding: greedy, sampling (temperature / top-k / top-p, several samples per article), beam search.
 
-The encoder memory is computed once per article; the decoder keeps a per-layer cache of its self-attention inputs
-so each step computes only the newest position (`use_cache=False` re-runs the decoder on the whole prefix: the plain
-reference path the tests compare against). Shapes: B articles, N = B * (samples or beams) rows, V vocabulary.
+The encoder memory is computed once per article; the decoder keeps the model's incremental-decoding cache
+(`Summarizer.empty_cache`) so each step computes only the newest position (`use_cache=False` re-runs the decoder on
+the whole prefix: the plain reference path the tests compare against).
+Shapes: B articles, S source length, K samples or beams per article, N = B * K rows (article b owns rows b*K to
+b*K + K - 1), t ids generated so far (with the leading <bos>), T returned length, V vocabulary, d_enc / d_dec widths.
 """
 
 from __future__ import annotations
@@ -14,45 +16,42 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from summarizer.batching import pad
-from summarizer.model import Summarizer
+from summarizer.model import DecoderCache, Summarizer
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode, encode
 
 
 class _Decoder:
-    """Decoding state for N rows: encoder memory (computed once), generated ids, per-layer caches."""
+    """Decoding state for N = B * repeats rows: encoder memory (computed once), generated ids, the model's cache.
+
+    src (B, S) -> memory (N, S, d_enc), src_mask (N, S), src (N, S), ids (N, t) starting as <bos> (N, 1).
+    """
 
     def __init__(self, model: Summarizer, src: Tensor, repeats: int, use_cache: bool):
-        self.model, self.use_cache = model, use_cache
-        memory, src_mask = model.encode(src)
+        self.model = model
+        memory, src_mask = model.encode(src)  # (B, S, d_enc), (B, S)
         self.memory = memory.repeat_interleave(repeats, 0)  # (N, S, d_enc)
         self.src_mask = src_mask.repeat_interleave(repeats, 0)  # (N, S)
         self.src = src.repeat_interleave(repeats, 0)  # (N, S)
-        self.ids = torch.full((self.src.shape[0], 1), BOS_ID, dtype=torch.long, device=src.device)  # (N, t)
-        self.caches: list[Tensor] | None = None
+        n = self.src.shape[0]
+        self.ids = torch.full((n, 1), BOS_ID, dtype=torch.long, device=src.device)  # (N, t=1)
+        self.cache: DecoderCache | None = model.empty_cache(n) if use_cache else None
 
     def next_log_probs(self) -> Tensor:
-        """log p(next token | prefix) for every row: (N, V); <pad> and <bos> are never generated."""
-        if self.use_cache:
-            caches = self.caches if self.caches is not None else self._empty_caches()
-            h, self.caches, _ = self.model.decode_hidden(self.ids, self.memory, self.src_mask, caches=caches)
-        else:
-            h, _, _ = self.model.decode_hidden(self.ids, self.memory, self.src_mask)
-        logp = self.model.output_log_probs(h[:, -1:], self.memory, self.src, self.src_mask)[:, 0]
+        """log p(next token | prefix) for every row: ids (N, t) -> (N, V); <pad> and <bos> are never generated."""
+        h, _, _ = self.model.decode_hidden(self.ids, self.memory, self.src_mask, cache=self.cache)  # (N, t or 1, d_dec)
+        logp = self.model.output_log_probs(h[:, -1:], self.memory, self.src, self.src_mask)[:, 0]  # (N, V)
         logp[:, PAD_ID] = float("-inf")
         logp[:, BOS_ID] = float("-inf")
         return logp
 
-    def _empty_caches(self) -> list[Tensor]:
-        n, d = self.ids.shape[0], self.model.cfg.d_dec
-        return [self.memory.new_zeros(n, 0, d) for _ in self.model.decoder]
-
     def append(self, tokens: Tensor, rows: Tensor | None = None) -> None:
-        """Reorder rows by `rows` (beam search) and append tokens (N,)."""
+        """Keep rows `rows` (N,) in that order (beam search: each new beam's parent row), then append tokens (N,):
+        ids (N, t) -> (N, t + 1)."""
         if rows is not None:
-            self.ids = self.ids[rows]
-            if self.caches is not None:
-                self.caches = [c[rows] for c in self.caches]
-        self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
+            self.ids = self.ids[rows]  # (N, t)
+            if self.cache is not None:
+                self.cache.reorder(rows)
+        self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)  # (N, t + 1)
 
 
 def block_repeated_ngrams(logp: Tensor, ids: Tensor, n: int) -> Tensor:
@@ -97,21 +96,21 @@ def generate(model: Summarizer, src: Tensor, *, max_len: int | None = None, samp
         raise ValueError("num_samples > 1 needs sample=True (greedy decoding gives identical copies)")
     model.eval()
     max_len = max_len or model.cfg.max_target_len
-    state = _Decoder(model, src, num_samples, use_cache)
-    done = torch.zeros(state.ids.shape[0], dtype=torch.bool, device=src.device)
+    state = _Decoder(model, src, num_samples, use_cache)  # N = B * num_samples rows
+    done = torch.zeros(state.ids.shape[0], dtype=torch.bool, device=src.device)  # (N,)
     for _ in range(max_len - 1):
-        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)
+        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)  # (N, V)
         if sample:
-            probs = filter_logits(logp / temperature, top_k, top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            probs = filter_logits(logp / temperature, top_k, top_p).softmax(-1)  # (N, V)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (N,)
         else:
-            token = logp.argmax(-1)
+            token = logp.argmax(-1)  # (N,)
         token = token.masked_fill(done, PAD_ID)
-        state.append(token)
+        state.append(token)  # ids (N, t + 1)
         done |= token == EOS_ID
         if done.all():
             break
-    return state.ids[:, 1:]
+    return state.ids[:, 1:]  # (N, T)
 
 
 @torch.no_grad()
@@ -122,26 +121,30 @@ def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: 
 
     Hypothesis score = sum of log-probs / length ** length_penalty; <eos> is banned before `min_len` tokens. An article
     stops once it has beam_size finished hypotheses; at max_len the live beams count as finished.
+    State: K = beam_size live beams per article in N = B * K rows (row b * K + j: beam j of article b), their ids
+    (N, t) and summed log-probs `scores` (B, K); a dead beam has score -inf. Each step scores the K * V extensions
+    of every article, keeps the best K that do not end (those ending in <eos> join `finished`) and reorders the rows
+    (ids and cache) to the kept beams' parents.
     """
     if not 1 <= num_return <= beam_size:
         raise ValueError(f"num_return={num_return} must be between 1 and beam_size={beam_size}")
     model.eval()
     b, k = src.shape[0], beam_size
     max_len = max_len or model.cfg.max_target_len
-    state = _Decoder(model, src, k, use_cache)
-    scores = torch.full((b, k), float("-inf"), device=src.device)
+    state = _Decoder(model, src, k, use_cache)  # N = B * K rows, ids (N, 1)
+    scores = torch.full((b, k), float("-inf"), device=src.device)  # (B, K)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]  # per article: (normalised score, ids)
     for step in range(1, max_len):
-        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)
+        logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)  # (N, V)
         if step <= min_len:
             logp[:, EOS_ID] = float("-inf")
-        cand = (scores[:, :, None] + logp.view(b, k, -1)).view(b, -1)  # (B, K * V)
-        top_scores, top_idx = cand.topk(2 * k, dim=-1)
         vocab = logp.shape[-1]
-        rows, tokens, new_scores = [], [], []
+        cand = (scores[:, :, None] + logp.view(b, k, vocab)).view(b, k * vocab)  # (B, K, V) -> (B, K * V)
+        top_scores, top_idx = cand.topk(2 * k, dim=-1)  # (B, 2K): enough for K live beams after <= K end
+        rows, tokens, new_scores = [], [], []  # N each: parent row, appended token, summed log-prob
         for i in range(b):
-            alive = []
+            alive = []  # up to K (score, parent row, token) of article i
             for sc, idx in zip(top_scores[i].tolist(), top_idx[i].tolist()):
                 beam, tok = divmod(idx, vocab)
                 if sc == float("-inf"):
@@ -163,8 +166,8 @@ def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: 
                 tokens.append(tok)
         if all(len(f) >= k for f in finished):
             break
-        scores = torch.tensor(new_scores, device=src.device).view(b, k)
-        state.append(torch.tensor(tokens, device=src.device), torch.tensor(rows, device=src.device))
+        scores = torch.tensor(new_scores, device=src.device).view(b, k)  # (N,) -> (B, K)
+        state.append(torch.tensor(tokens, device=src.device), torch.tensor(rows, device=src.device))  # ids (N, t + 1)
     out = []
     for f in finished:
         f.sort(key=lambda x: -x[0])
@@ -188,7 +191,7 @@ def summarize(model: Summarizer, tok: Tokenizer, articles: Sequence[str], *, met
     out: list = []
     for start in range(0, len(articles), batch_size):
         chunk = articles[start:start + batch_size]
-        src = pad(encode(tok, chunk, model.cfg.max_source_len), model.device)
+        src = pad(encode(tok, chunk, model.cfg.max_source_len), model.device)  # (b, S)
         if method == "beam":
             best = beam_search(model, src, beam_size=beam_size, max_len=max_len,
                                no_repeat_ngram_size=no_repeat_ngram_size)
@@ -197,7 +200,7 @@ def summarize(model: Summarizer, tok: Tokenizer, articles: Sequence[str], *, met
         ids = generate(model, src, max_len=max_len, sample=method == "sample", num_samples=num_samples,
                        temperature=temperature, top_k=top_k, top_p=top_p,
                        no_repeat_ngram_size=no_repeat_ngram_size, generator=generator)
-        texts = [decode(tok, row) for row in ids.tolist()]
+        texts = [decode(tok, row) for row in ids.tolist()]  # ids (b * num_samples, T)
         if num_samples == 1:
             out += texts
         else:

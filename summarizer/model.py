@@ -16,6 +16,8 @@ from kernel_attention import MultiHeadAttention, PerformerAttention, PositionalE
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 ATTENTIONS = ("softmax", "performer")
+MAX_SOURCE_LEN = 64  # article tokens kept: the synopsis mostly reuses words of the first sentences
+MAX_TARGET_LEN = 32  # <bos> + synopsis + <eos>
 
 
 @dataclass
@@ -42,8 +44,8 @@ class SummarizerConfig:
     attention: str = "softmax"
     n_random: int = 64
     copy: bool = True
-    max_source_len: int = 64
-    max_target_len: int = 32
+    max_source_len: int = MAX_SOURCE_LEN
+    max_target_len: int = MAX_TARGET_LEN
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
@@ -142,6 +144,25 @@ class DecoderLayer(nn.Module):
         return y, kv, w_self, w_cross
 
 
+class DecoderCache:
+    """Incremental-decoding state of `Summarizer.decode_hidden`, created by `Summarizer.empty_cache`.
+
+    Per decoder layer it holds the normalised self-attention inputs of the t positions decoded so far, (N, t, d_dec)
+    for N rows; `decode_hidden` appends the newest position in place. Callers only create, pass and `reorder` it.
+    """
+
+    def __init__(self, layers: list[Tensor]):
+        self.layers = layers  # one (N, t, d_dec) tensor per decoder layer
+
+    def __len__(self) -> int:
+        """t: the number of positions cached."""
+        return self.layers[0].shape[1] if self.layers else 0
+
+    def reorder(self, indices: Tensor) -> None:
+        """Keep rows `indices` (M,) in that order, in place (beam search): (N, t, d_dec) -> (M, t, d_dec)."""
+        self.layers = [c[indices] for c in self.layers]
+
+
 class CopyHead(nn.Module):
     """Pointer-generator copy head (See et al., 2017): one softmax attention from the decoder output over the memory.
 
@@ -194,24 +215,36 @@ class Summarizer(nn.Module):
         memory = self.enc_norm(x)
         return (memory, src_mask, weights) if return_weights else (memory, src_mask)
 
-    def decode_hidden(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, caches: list[Tensor] | None = None,
-                      return_weights: bool = False):
-        """Decoder states. tgt_in (B, T) ids (all positions so far) -> h (B, T', d_dec), new caches, weights.
+    def empty_cache(self, batch_size: int) -> DecoderCache:
+        """A cache for incremental decoding of `batch_size` rows, no position decoded yet: (N, 0, d_dec) per layer."""
+        return DecoderCache([self.out.weight.new_zeros(batch_size, 0, self.cfg.d_dec) for _ in self.decoder])
 
-        Without caches T' = T; with caches (one (B, t, d_dec) tensor per layer) only the last position is computed.
+    def decode_hidden(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, cache: DecoderCache | None = None,
+                      return_weights: bool = False):
+        """Decoder states. tgt_in (B, T) ids (all positions so far), memory (B, S, d_enc), src_mask (B, S)
+        -> h (B, T', d_dec), cache, (self weights, cross weights) per layer.
+
+        Without a cache T' = T and the returned DecoderCache holds all T positions; with one (from `empty_cache`,
+        holding the first T - 1 positions) only the last position is computed (T' = 1) and appended to it in place.
         """
-        y = self.tgt_pos(self.tgt_embed(tgt_in))
-        tgt_mask = tgt_in != PAD_ID
-        if caches is not None:
-            y, tgt_mask = y[:, -1:], None
-        new_caches, w_self, w_cross = [], [], []
+        if cache is not None and cache.layers and len(cache) != tgt_in.shape[1] - 1:
+            raise ValueError(f"the cache holds {len(cache)} positions, tgt_in has {tgt_in.shape[1]}: feed one new id")
+        y = self.tgt_pos(self.tgt_embed(tgt_in))  # (B, T, d_dec)
+        tgt_mask = tgt_in != PAD_ID  # (B, T)
+        if cache is not None:
+            y, tgt_mask = y[:, -1:], None  # (B, 1, d_dec)
+        layers, w_self, w_cross = [], [], []
         for i, layer in enumerate(self.decoder):
-            y, kv, ws, wc = layer(y, memory, src_mask, tgt_mask, None if caches is None else caches[i],
-                                  return_weights)
-            new_caches.append(kv)
+            y, kv, ws, wc = layer(y, memory, src_mask, tgt_mask, None if cache is None else cache.layers[i],
+                                  return_weights)  # kv (B, t + T', d_dec)
+            layers.append(kv)
             w_self.append(ws)
             w_cross.append(wc)
-        return self.dec_norm(y), new_caches, (w_self, w_cross)
+        if cache is None:
+            cache = DecoderCache(layers)
+        else:
+            cache.layers = layers
+        return self.dec_norm(y), cache, (w_self, w_cross)
 
     def output_parts(self, h: Tensor, memory: Tensor, src_mask: Tensor):
         """h (B, T, d_dec) -> vocabulary log-probs (B, T, V), copy weights (B, T, S), gate (B, T, 1) (None w/o copy)."""
@@ -279,4 +312,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "Summarizer", "SummarizerConfig", "count_parameters"]
+__all__ = ["BOS_ID", "EOS_ID", "MAX_SOURCE_LEN", "MAX_TARGET_LEN", "PAD_ID", "DecoderCache", "Summarizer",
+           "SummarizerConfig", "count_parameters"]

@@ -10,12 +10,9 @@ from tokenizers import Tokenizer
 from summarizer.batching import EncodedPairs, encode_pairs
 from summarizer.checkpoint import load_checkpoint
 from summarizer.data import load_corpus
-from summarizer.model import Summarizer, SummarizerConfig
+from summarizer.model import MAX_SOURCE_LEN, MAX_TARGET_LEN, Summarizer, SummarizerConfig
 from summarizer.settings import RunSettings
 from summarizer.train import validation_loss
-
-MAX_SOURCE_LEN = 64  # article tokens kept: the synopsis mostly reuses words of the first sentences
-MAX_TARGET_LEN = 32  # <bos> + synopsis + <eos>
 
 
 @dataclass

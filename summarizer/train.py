@@ -48,11 +48,6 @@ class TrainHistory:
         return {k: getattr(self, k) for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds")}
 
 
-def default_device() -> torch.device:
-    """CUDA when available, CPU otherwise."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 PRECISIONS = ("auto", "bf16", "fp32")
 
 

@@ -131,7 +131,7 @@ def test_make_pdf_writes_one_pdf_per_notebook(student):
         path = home / "build" / "pdf" / f"{Path(rel).stem}.pdf"
         assert path.is_file() and path.stat().st_size > 20_000, path
         text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
-        assert "Instructor answer" not in text and "BEGIN SOLUTION" not in text
+        assert "Instructor answer." not in text and "BEGIN SOLUTION" not in text      # the student's label: "Answer."
 
 
 def test_submission_refuses_a_fast_run_and_accepts_it_for_staff(student):

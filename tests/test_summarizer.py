@@ -128,6 +128,39 @@ def test_cached_decoding_equals_uncached(attention):
                                                                          use_cache=False)
 
 
+@pytest.mark.parametrize("attention,d_decoder,copy", [("softmax", None, True), ("performer", None, True),
+                                                       ("softmax", 48, False)])
+def test_beam_search_with_model_cache_equals_uncached(attention, d_decoder, copy):
+    """Beam search through the model-owned DecoderCache (empty_cache / reorder) = re-running the decoder on every
+    prefix (use_cache=False), with n-gram blocking, min_len and several returned hypotheses."""
+    model = tiny(attention, copy, d_decoder, max_source_len=7)
+    src, _ = batch(b=4)
+    kw = dict(beam_size=4, max_len=10, num_return=3, min_len=2, no_repeat_ngram_size=2, length_penalty=0.7)
+    assert beam_search(model, src, **kw) == beam_search(model, src, use_cache=False, **kw)
+
+
+def test_decoder_cache_reorder_follows_the_rows():
+    """Step the model-owned cache, reorder its rows (as beam search does), step again: the newest decoder state equals
+    the uncached decoder's on the reordered prefixes."""
+    model = tiny(d_decoder=48)
+    src, tgt = batch(t=4)
+    memory, src_mask = model.encode(src)
+    cache = model.empty_cache(src.shape[0])
+    assert len(cache) == 0
+    with torch.no_grad():
+        for t in range(1, 3):
+            model.decode_hidden(tgt[:, :t], memory, src_mask, cache=cache)
+        rows = torch.tensor([2, 0, 0])
+        cache.reorder(rows)
+        tgt, memory, src_mask = tgt[rows], memory[rows], src_mask[rows]
+        h, cache, _ = model.decode_hidden(tgt[:, :3], memory, src_mask, cache=cache)
+        h_ref, _, _ = model.decode_hidden(tgt[:, :3], memory, src_mask)
+    assert len(cache) == 3 and h.shape == (3, 1, 48)
+    torch.testing.assert_close(h[:, 0], h_ref[:, -1], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="cache holds 3 positions"):
+        model.decode_hidden(tgt[:, :3], memory, src_mask, cache=cache)
+
+
 def test_greedy_equals_stepwise_argmax_of_full_model():
     """Greedy decoding = repeatedly running the whole model on the prefix and taking the argmax (independent loop)."""
     model = tiny()
