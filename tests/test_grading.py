@@ -1,4 +1,4 @@
-"""Grading tools (issue 7): release, leak check, nbgrader autograde, Gradescope harness, submission zip, threat model.
+"""Grading tools: release, leak check, nbgrader autograde, Gradescope harness, submission zip, threat model.
 
 The whole cycle runs on the mini course (tests/fixtures/mini_course, canaries planted in every secret) with the
 broken-submission corpus (tests/broken_submissions/corpus.py) through both graders. The real repository gets the

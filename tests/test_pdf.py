@@ -22,7 +22,7 @@ SPEC = importlib.util.spec_from_file_location("hw8_pdf", REPO / "grading" / "pdf
 pdf = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pdf)
 
-# Every question with a worked answer (issue 8); question 4 has answer cells but no instructor answer.
+# Every question with a worked answer; question 4 has answer cells but no instructor answer.
 REQUIRED = ["1(a)", "1(b)", "1(c)", "1(d)", "1(e)", "1(f)", "1(g)", "2(a)", "2(b)", "2(c)", "2(d)",
             "3(a) i", "3(a) ii", "3(a) iii", "3(b)"]
 MATH_ITALIC = re.compile("[\U0001d400-\U0001d7ff]")        # what unicode-math typesets $x$ as
