@@ -68,7 +68,9 @@ def make_student(release: Path, home: Path, keep_optional: bool) -> Path:
             meta = cell.metadata.get("nbgrader", {})
             part = part_of_cell(meta.get("grade_id"))
             if meta.get("solution") and (keep_optional or part is None or not part.optional):
-                cell.source = strip_instructor_only(instructor[meta["grade_id"]].source, rel)
+                source = strip_instructor_only(instructor[meta["grade_id"]].source, rel).split("\n")
+                cell.source = "\n".join(line for line in source                  # a student's cell has no markers
+                                         if not any(is_marker_line(line, m) for m in (BEGIN_SOLUTION, END_SOLUTION)))
         nbformat.write(nb, home / rel)
     (home / ".venv").symlink_to(VENV)
     return home
