@@ -181,6 +181,11 @@ class ProgressEcho:
             self.pending[box] = text
 
 
+def join_widget_text(parts: list[str]) -> str:
+    """The text widgets' values (HTML of a tqdm bar's description and counters) as one plain line."""
+    return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip()
+
+
 def bar_text(box_id: str, widget_state: dict[str, dict]) -> str | None:
     """The text of a progress bar widget (a box holding text and a progress model, as tqdm.notebook draws it):
     'train: 37% 1184/3200 [05:01<08:33, 3.93it/s]'; None for any other widget."""
@@ -191,7 +196,7 @@ def bar_text(box_id: str, widget_state: dict[str, dict]) -> str | None:
     if not any(str(c.get("_model_name", "")).endswith("ProgressModel") for c in children):
         return None
     parts = [str(c.get("value", "")) for c in children if c.get("_model_name") in TEXT_MODELS]
-    return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip() or None
+    return join_widget_text(parts) or None
 
 
 class EchoingClient(NotebookClient):

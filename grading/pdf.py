@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import html
 import os
 import re
 import shutil
@@ -40,13 +39,7 @@ from nbconvert import LatexExporter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
-from grading.notebooks import (  # noqa: E402,F401  (executed_candidates, reusable: used by tests/test_pdf.py)
-    dependencies,
-    execute,
-    executed_candidates,
-    executed_notebook,
-    reusable,
-)
+from grading.notebooks import BOX_MODELS, TEXT_MODELS, executed_notebook, join_widget_text  # noqa: E402
 from grading.parts import NOTEBOOKS  # noqa: E402
 from summarizer.settings import fast_mode  # noqa: E402
 
@@ -127,9 +120,9 @@ def widget_text(model_id: str, widget_state: dict) -> str | None:
     state = model.get("state", {})
     children = [c.removeprefix("IPY_MODEL_") for c in state.get("children", [])]
     parts = [widget_text(c, widget_state) for c in children] if children else [str(state.get("value", ""))]
-    if model.get("model_name") not in ("HBoxModel", "VBoxModel", "BoxModel", "HTMLModel", "LabelModel"):
+    if model.get("model_name") not in (*BOX_MODELS, *TEXT_MODELS):
         return ""
-    return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip()
+    return join_widget_text(parts)
 
 
 def typesettable_outputs(outputs: list, widget_state: dict | None = None) -> list:

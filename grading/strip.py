@@ -111,7 +111,7 @@ def strip_solutions(source: str, filename: str) -> str:
 def strip_instructor_only(text: str, filename: str) -> str:
     """`text` without its instructor-only regions (marker lines included). ValueError, naming the file and line, for
     an unterminated, unopened or nested region."""
-    kept, opened_at = [], None
+    opened_at = None
     for number, line in enumerate(text.split("\n"), 1):
         if is_marker_line(line, BEGIN_INSTRUCTOR):
             if opened_at is not None:
@@ -121,11 +121,9 @@ def strip_instructor_only(text: str, filename: str) -> str:
             if opened_at is None:
                 raise ValueError(f"{filename}:{number}: '{END_INSTRUCTOR}' without a matching begin")
             opened_at = None
-        elif opened_at is None:
-            kept.append(line)
     if opened_at is not None:
         raise ValueError(f"{filename}:{opened_at}: instructor-only region never closed ('{END_INSTRUCTOR}')")
-    return "\n".join(kept)
+    return outside_regions(text, [(BEGIN_INSTRUCTOR, END_INSTRUCTOR)])
 
 
 def has_solution_regions(source: str) -> bool:

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("hw8_pdf", REPO / "grading" / "pdf.py")
 pdf = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pdf)
+sys.path.insert(0, str(REPO))
+from grading.notebooks import executed_candidates, reusable  # noqa: E402
 
 # Every question with a worked answer; question 4 has answer cells but no instructor answer.
 REQUIRED = ["1(a)", "1(b)", "1(c)", "1(d)", "1(e)", "1(f)", "1(g)", "2(a)", "2(b)", "2(c)", "2(d)",
@@ -66,8 +68,8 @@ def executed(built):
     """The executed fast-mode notebooks the PDFs were made from ({name: notebook})."""
     result = {}
     for name in pdf.NOTEBOOKS:
-        candidates = pdf.executed_candidates(REPO / name, REPO / "build" / "notebooks", fast=True)
-        fresh = [c for c in candidates if pdf.reusable(c, REPO / name, fast=True)]
+        candidates = executed_candidates(REPO / name, REPO / "build" / "notebooks", fast=True)
+        fresh = [c for c in candidates if reusable(c, REPO / name, fast=True)]
         # a source edited during the session makes every copy stale: then the one written last is the one used
         used = fresh[0] if fresh else max((c for c in candidates if c.is_file()), key=lambda c: c.stat().st_mtime)
         result[name] = nbformat.read(used, as_version=4)
