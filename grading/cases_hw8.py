@@ -1,8 +1,12 @@
-"""Trusted checks of kernel_attention.py and the summarizer checkpoint (hidden: never released).
+"""Trusted checks of HW8 (hidden: never released): every autograded point of the homework, on both graders.
 
 Each check draws its inputs here (seeded), runs the student's function in the sandboxed child and compares with the
-instructor's kernel_attention.py run on the same inputs (grading/harness.py). Random feature maps receive the
-instructor's random draws (`state_from_reference`), so their outputs are deterministic and compared exactly.
+instructor's code run on the same inputs (grading/harness.py). Random feature maps receive the instructor's random
+draws (`state_from_reference`), so their outputs are deterministic and compared exactly. Checks with an
+`nbgrader_cell` decide that notebook test cell's points (their points add up to the cell's); the others are points of
+their own. Notebook functions run the student's solution cell alone after a trusted preamble (`cells`, `preamble`), so
+the training cells never run while grading. The checkpoint is graded as submitted: its validation loss is computed
+here, in the trusted process, with the instructor's model code from `weights_only` weights.
 """
 
 import math
@@ -12,6 +16,7 @@ import torch
 from grading.checks import Case, FileCase, randn
 
 KA = "kernel_attention"
+SUM = "Summarization.ipynb"
 
 
 def _causal(n_q, n_k):
@@ -36,13 +41,18 @@ def _padding(g, b, n):
 
 
 def _checkpoint_format():
-    """(format name, required keys) of summarizer.checkpoint. The Gradescope image has neither the summarizer package
-    nor tokenizers: there the same values, copied from summarizer/checkpoint.py (keep the two equal)."""
-    try:
-        from summarizer.checkpoint import FORMAT, REQUIRED_KEYS
-    except ImportError:
-        return "hw8-summarizer", ("config", "state_dict", "tokenizer")
+    """(format name, required keys) of summarizer.checkpoint."""
+    from summarizer.checkpoint import FORMAT, REQUIRED_KEYS
+
     return FORMAT, REQUIRED_KEYS
+
+
+# A checkpoint the grader will run: sizes above these (the default model is 128 wide, 2 + 2 layers, 8000 tokens)
+# would only make the trusted validation-loss computation slow, so they are refused before any weight is used.
+CHECKPOINT_LIMITS = {"vocab_size": 32000, "d_model": 512, "d_decoder": 512, "n_heads": 16, "n_encoder_layers": 6,
+                     "n_decoder_layers": 6, "d_ff": 2048, "n_random": 1024, "max_source_len": 512,
+                     "max_target_len": 128}
+MAX_CHECKPOINT_BYTES = 64 * 2**20
 
 
 def _checkpoint(path, reference):
@@ -50,6 +60,8 @@ def _checkpoint(path, reference):
     checkpoint_format, required_keys = _checkpoint_format()
     if path.stat().st_size == 0:
         return f"{path.name} is empty"
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        return f"{path.name} is larger than {MAX_CHECKPOINT_BYTES >> 20} MiB (the default model's is about 12 MiB)"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - not a torch file, truncated, pickled objects
@@ -65,14 +77,68 @@ def _checkpoint(path, reference):
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         return f"{path.name}: weights contain NaN/inf ({bad[:3]})"
+    config = payload["config"]
+    if not isinstance(config, dict):
+        return f"{path.name}: config should be a dict (SummarizerConfig.to_dict())"
+    too_big = [f"{k}={config[k]}" for k, limit in CHECKPOINT_LIMITS.items()
+               if isinstance(config.get(k), (int, float)) and config[k] > limit]
+    if too_big:
+        return f"{path.name}: the model is larger than the grader runs ({', '.join(too_big)})"
     try:
-        from summarizer.checkpoint import load_checkpoint
-    except ImportError:
-        return None                                            # the Gradescope image checks the format only
-    try:
-        load_checkpoint(path)
-    except (ValueError, FileNotFoundError) as err:
+        reference("summarizer.checkpoint").load_checkpoint(path)
+    except (ValueError, TypeError, FileNotFoundError) as err:
         return str(err)[:300]
+    return None
+
+
+def _checkpoint_quality(path, reference):
+    """The validation loss of the submitted weights, computed with the instructor's model code, below the threshold
+    of the full run (the test suite grades with HW8_FAST=1: the fast run's threshold and validation subset)."""
+    problem = _checkpoint(path, reference)
+    if problem:
+        return problem
+    run = reference("summarizer.settings").settings()
+    loss = reference("summarizer.pipeline").checkpoint_validation_loss(path, run)
+    if not math.isfinite(loss) or loss >= run.val_loss_threshold:
+        return (f"validation loss {loss:.3f} is not below {run.val_loss_threshold} (the full run of "
+                "Summarization.ipynb trains a model that gets there)")
+    return None
+
+
+# 1(f): the student's cell calls `summarize`; here it is a recording stand-in (no model runs in the sandbox) whose
+# output tells the parent how it was called.
+FAKE_SUMMARIZE = """
+import torch
+from types import SimpleNamespace
+
+SEED = 0
+model, tok = SimpleNamespace(), SimpleNamespace()
+corpus = SimpleNamespace(test_articles=[f"article {i}: a package description" for i in range(8)])
+
+
+def summarize(model, tok, articles, *, method="beam", num_samples=1, temperature=1.0, top_k=0, top_p=1.0,
+              seed=0, **options):
+    if method not in ("greedy", "beam", "sample"):
+        raise ValueError(f"method={method!r}: expected 'greedy', 'beam' or 'sample'")
+    number = lambda text: int(text.split(":")[0].split()[-1])
+    if method != "sample":
+        return [f"{method} summary of article {number(a)}" for a in articles]
+    texts = [f"sample {j} of article {number(a)} (seed {seed})" for a in articles for j in range(num_samples)]
+    return texts if num_samples == 1 else [texts[i:i + num_samples] for i in range(0, len(texts), num_samples)]
+"""
+
+
+def _samples(got, expected, request):
+    """samples: for each of the 4 articles, N_SAMPLES = 5 sampled summaries (method="sample")."""
+    if not isinstance(got, list) or len(got) != 4:
+        return f"samples should be a list with one entry per article (4), got {type(got).__name__}"
+    for i, options in enumerate(got):
+        if not isinstance(options, list) or len(options) != 5 or not all(isinstance(s, str) for s in options):
+            return f"samples[{i}] should be a list of N_SAMPLES = 5 strings"
+        if not all(s.startswith("sample ") and f" of article {i} " in s for s in options):
+            return f"samples[{i}] was not made by summarize(..., method='sample') on article {i}"
+        if len(set(options)) != 5:
+            return f"samples[{i}] repeats a summary: draw num_samples=N_SAMPLES samples in one call"
     return None
 
 
@@ -114,13 +180,54 @@ CASES = [
                                                              .expand(2, 3, 11)}}, atol=1e-4),
     Case("causal_linear_attention_reference (eq. 6, S_i and Z_i)", 2, f"{KA}:causal_linear_attention_reference",
          lambda g: {"args": list(_phi_inputs(g, 10, 10))}, atol=1e-4),
-    Case("PerformerAttention (uses your feature map and causal linear attention)", 1, f"{KA}:PerformerAttention",
+    Case("PerformerAttention with your FavorPositiveFeatures and linear_attention", 1, f"{KA}:PerformerAttention",
          lambda g: {"init": {"args": [8, 2], "kwargs": {"n_random": 16, "feature_map": "favor+"}},
-                    "args": [*(3 * [randn(g, 2, 6, 8)])], "kwargs": {"causal": True}},
+                    "args": [*(3 * [randn(g, 2, 6, 8)])], "kwargs": {"causal": False}},
          state_from_reference=True, atol=1e-4),
-    FileCase("checkpoints/summarizer.pt is a trained summarizer checkpoint", 2, "checkpoints/summarizer.pt",
+    FileCase("checkpoints/summarizer.pt is a readable summarizer checkpoint", 2, "checkpoints/summarizer.pt",
              _checkpoint),
+    # ---- the notebooks' test cells: these checks decide their points
+    Case("1(a) attention_weights: softmax(Q K^T / sqrt(D)) of a (10, 16) and a (4, 16) matrix", 1,
+         f"{SUM}:attention_weights", lambda g: {"args": [3 * randn(g, 10, 16), 3 * randn(g, 4, 16)]},
+         cells=("q1a_code",), preamble="import torch\n", nbgrader_cell="test_1a", atol=1e-5),
+    Case("1(a) SUM_AXIS: the axis of A whose entries sum to 1", 1, f"{SUM}:SUM_AXIS", None, call=False,
+         cells=("q1a_code",), preamble="import torch\n", nbgrader_cell="test_1a"),
+    Case("1(c) shift_matrix(16, k=5)", 1, f"{SUM}:shift_matrix", lambda g: {"args": [16], "kwargs": {"k": 5}},
+         cells=("q1c_code",), preamble="import torch\n", nbgrader_cell="test_1c", atol=1e-5),
+    Case("1(f) samples: N_SAMPLES sampled summaries for each article", 2, f"{SUM}:samples", None, call=False,
+         cells=("q1f_code",), preamble=FAKE_SUMMARIZE, compare=_samples, nbgrader_cell="test_1f"),
+    FileCase("checkpoints/summarizer.pt: validation loss below the threshold", 3, "checkpoints/summarizer.pt",
+             _checkpoint_quality, nbgrader_cell="test_checkpoint"),
+    Case("3(a)i scaled_dot_product_attention: (4, 6, 16) queries, a query that may attend nothing", 2,
+         f"{KA}:scaled_dot_product_attention",
+         lambda g: {"args": [randn(g, 4, 6, 16), randn(g, 4, 9, 16), randn(g, 4, 9, 3)],
+                    "kwargs": {"mask": _one_empty_row(6, 9), "return_weights": True}},
+         nbgrader_cell="test_scaled_dot_product_attention", atol=1e-4),
+    Case("3(a)ii RandomFourierFeatures in float64", 1, f"{KA}:RandomFourierFeatures",
+         lambda g: {"init": {"args": [4, 32]}, "args": [0.7 * randn(g, 3, 4).double()]},
+         state_from_reference=True, nbgrader_cell="test_random_fourier_features", atol=1e-8),
+    Case("3(a)ii SoftmaxRandomFourierFeatures in float64", 1, f"{KA}:SoftmaxRandomFourierFeatures",
+         lambda g: {"init": {"args": [4, 32]}, "args": [0.35 * randn(g, 3, 4).double()]},
+         state_from_reference=True, nbgrader_cell="test_random_fourier_features", atol=1e-8),
+    Case("3(a)iii FavorPositiveFeatures without orthogonal rows or stabiliser", 1, f"{KA}:FavorPositiveFeatures",
+         lambda g: {"init": {"args": [16, 32], "kwargs": {"orthogonal": False, "stabilize": False}},
+                    "args": [0.4 * randn(g, 10, 16)], "kwargs": {"is_query": True}},
+         state_from_reference=True, nbgrader_cell="test_favor_positive_features", atol=1e-5),
+    Case("3(a)iii FavorPositiveFeatures on large inputs (stabilised, finite)", 1, f"{KA}:FavorPositiveFeatures",
+         lambda g: {"init": {"args": [16, 32]}, "args": [12 * randn(g, 10, 16)], "kwargs": {"is_query": False}},
+         state_from_reference=True, nbgrader_cell="test_favor_positive_features", atol=1e-5),
+    Case("3(a)iii linear_attention with positive features, 3-D inputs", 1, f"{KA}:linear_attention",
+         lambda g: {"args": [randn(g, 4, 9, 6).exp(), randn(g, 4, 11, 6).exp(), randn(g, 4, 11, 5)]},
+         nbgrader_cell="test_linear_attention", atol=1e-4),
+    Case("3(a)iii linear_attention with a broadcast key padding mask", 1, f"{KA}:linear_attention",
+         lambda g: {"args": list(_phi_inputs(g, 9, 11)), "kwargs": {"key_padding_mask": _padding(g, 2, 11)[:, None]}},
+         nbgrader_cell="test_linear_attention", atol=1e-4),
+    Case("3(b) causal_linear_attention_reference on 13 positions", 1, f"{KA}:causal_linear_attention_reference",
+         lambda g: {"args": list(_phi_inputs(g, 13, 13))}, nbgrader_cell="test_causal_linear_attention", atol=1e-4),
+    Case("3(b) causal_linear_attention (chunks of 4) equals eq. 6", 1, f"{KA}:causal_linear_attention",
+         lambda g: {"args": list(_phi_inputs(g, 13, 13)), "kwargs": {"chunk_size": 4}},
+         nbgrader_cell="test_causal_linear_attention", atol=1e-4),
 ]
 
 TOTAL_POINTS = sum(c.points for c in CASES)
-assert math.isclose(TOTAL_POINTS, 22), TOTAL_POINTS
+assert math.isclose(TOTAL_POINTS, 40), TOTAL_POINTS

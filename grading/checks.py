@@ -26,7 +26,7 @@ class Case:
     name: str
     points: float
     target: str                                   # "module:attr" (attr may be dotted) or "Notebook.ipynb:attr"
-    inputs: Callable[[torch.Generator], dict]     # -> {"args": [...], "kwargs": {...}, "init": ..., "method": ...}
+    inputs: Callable[[torch.Generator], dict] | None  # -> {"args", "kwargs", "init", "method"}; None: no inputs
     compare: Compare | None = None                # (got, expected, request) -> None if right, else a message
     reference: Callable[[dict], Any] | None = None  # expected output from the request; default: instructor's target
     atol: float = 1e-5
@@ -36,10 +36,22 @@ class Case:
     nbgrader_cell: str | None = None              # grade cell whose verdict this check confirms (autograde)
     timeout: float | None = None                  # seconds; default: the course's case_timeout
     hint: str = ""                                # shown with a failure, e.g. what the check exercises
+    cells: tuple[str, ...] = ()                   # notebook targets: run only these solution cells (grade ids)...
+    preamble: str = ""                            # ...after this trusted set-up code (default: every locked cell)
+    call: bool = True                             # False: the target is a value (e.g. a constant), not called
 
     @property
     def module(self) -> str:
         return self.target.split(":", 1)[0]
+
+    @property
+    def attr(self) -> str:
+        return self.target.split(":", 1)[1]
+
+    @property
+    def module_key(self) -> str:
+        """What the sandboxed child loads: the module name, or the notebook plus the cells it runs."""
+        return f"{self.module}[{','.join(self.cells)}]" if self.cells else self.module
 
 
 @dataclass
@@ -53,6 +65,7 @@ class FileCase:
     nbgrader_cell: str | None = None
     hint: str = ""
     extra: dict = field(default_factory=dict)
+    timeout: float | None = None                  # seconds for `check`; default: the course's case_timeout
 
 
 def _describe(x: Any) -> str:
@@ -73,17 +86,23 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
         if expected.dtype == torch.bool or got.dtype == torch.bool:
             if got.dtype != expected.dtype:
                 return f"{where}: expected dtype {expected.dtype}, got {got.dtype}"
-            wrong = int((got != expected).sum())
-            return None if wrong == 0 else f"{where}: {wrong} of {got.numel()} entries differ"
+            differ = got != expected
+            if not differ.any():
+                return None
+            first = tuple(int(i) for i in differ.nonzero()[0].tolist())
+            return f"{where}: {int(differ.sum())} of {got.numel()} entries differ (first at index {first})"
         if got.is_complex() or not (got.is_floating_point() or got.dtype in (torch.int32, torch.int64)):
             return f"{where}: unexpected dtype {got.dtype}"
         g, e = got.double(), expected.double()
         bad = torch.isnan(g) & ~torch.isnan(e)
         if bad.any():
             return f"{where}: contains NaN ({int(bad.sum())} of {g.numel()} entries)"
-        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
+        close = torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
+        if not close.all():
             err = (g - e).abs().nan_to_num(nan=math.inf).max().item()
-            return f"{where}: values differ from the reference (max abs error {err:.3g}, tolerance {atol:g})"
+            first = tuple(int(i) for i in (~close).nonzero()[0].tolist())
+            return (f"{where}: values differ from the reference at {int((~close).sum())} of {g.numel()} entries "
+                    f"(first at index {first}; max abs error {err:.3g}, tolerance {atol:g})")
         return None
     if isinstance(expected, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
@@ -101,12 +120,19 @@ def compare_values(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e
             if message:
                 return message
         return None
+    # scalars: the message names what was returned, never the expected value (it may be the answer itself)
     if isinstance(expected, float) or isinstance(got, float):
         if not isinstance(got, (int, float)) or isinstance(got, bool) or not math.isclose(got, expected,
                                                                                        rel_tol=rtol, abs_tol=atol):
-            return f"{where}: expected {expected!r}, got {got!r}"
+            return f"{where}: got {_short(got)}, which is not the right value"
         return None
-    return None if got == expected else f"{where}: expected {expected!r}, got {got!r}"
+    return None if got == expected and type(got) is type(expected) else \
+        f"{where}: got {_short(got)}, which is not the right value"
+
+
+def _short(x: Any) -> str:
+    text = repr(x) if isinstance(x, (bool, int, float, str, type(None))) else _describe(x)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def randn(g: torch.Generator, *shape: int) -> torch.Tensor:

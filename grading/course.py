@@ -37,10 +37,8 @@ class Course:
     cases: str                      # trusted out-of-process checks (Python file, relative to root)
     hidden_paths: list[str]         # instructor-only material (never released): hidden tests, grading code
     build_dir: Path                 # where release/, autograde/, gradescope/ are written
-    cell_timeout: int = 120         # seconds per notebook cell under nbgrader
-    submission_timeout: int = 1800  # seconds for one whole submission under nbgrader
-    case_timeout: int = 60          # seconds per trusted check
-    execute_env: dict[str, str] = field(default_factory=dict)  # extra environment when notebooks run
+    submission_timeout: int = 300   # wall-clock (and CPU) seconds for all trusted checks of one submission
+    case_timeout: int = 60          # seconds per trusted check (and per import of a student module)
     check_support: list[str] = field(default_factory=list)     # files the trusted checks need next to student code
     instructor_only: list[str] = field(default_factory=list)   # files inside released folders that stay out
     answer_fingerprints: str | None = None   # TOML: per written question, phrases of its answer the release must lack
@@ -79,10 +77,8 @@ def load_course(path: str | Path = DEFAULT_COURSE) -> Course:
             instructor_only=list(raw.get("instructor_only", [])),
             answer_fingerprints=raw.get("answer_fingerprints"),
             build_dir=build_dir,
-            cell_timeout=int(raw.get("cell_timeout", 120)),
-            submission_timeout=int(raw.get("submission_timeout", 1800)),
+            submission_timeout=int(raw.get("submission_timeout", 300)),
             case_timeout=int(raw.get("case_timeout", 60)),
-            execute_env={k: str(v) for k, v in raw.get("execute_env", {}).items()},
             check_support=list(raw.get("check_support", [])),
         )
     except KeyError as missing:

@@ -39,11 +39,15 @@ from grading import sandbox
 from grading.checks import Case, FileCase, compare_values
 from grading.course import GRADING_DIR, Course, load_course
 from grading.sandbox_child import MAX_MESSAGE, decode, encode, load_notebook_module
+from grading.submitted import Refused, check_regular, copy_regular, find_root, read_regular, special_entries
 
 CHILD_SOURCE = (GRADING_DIR / "sandbox_child.py").read_text()
 LOG_TAIL = 1500
 REFERENCE_LOCK = threading.RLock()
 STARTUP_TIMEOUT = 300   # seconds for the sandboxed Python to import torch (slow on a loaded machine)
+WORK_MOUNT = "/tmp/hw8-work"     # the student's working folder inside the sandbox
+MEMORY_LIMIT = 8 * 2**30         # address space of the student's process (torch alone reserves ~2 GiB)
+OUTPUT_LIMIT = 16 * 2**20        # bytes of any file it writes, its printed output included
 
 
 @dataclass
@@ -62,26 +66,33 @@ class TestResult:
 
 
 class Child:
-    """One sandboxed student process that answers call requests; restarted after a timeout or a crash."""
+    """One sandboxed student process that answers call requests; restarted after a timeout or a crash.
 
-    def __init__(self, workdir: Path, hide: list[Path], keep: list[Path], uid: int) -> None:
-        self.workdir, self.hide, self.keep, self.uid = workdir, hide, keep, uid
-        self.private = Path(tempfile.mkdtemp(prefix="hw8-harness-"))    # root-only: log and mount stash
+    staged: the root-only folder holding the student's files and the support files; the child sees a copy of it as
+    its working folder (a fresh tmpfs in the sandbox, the folder itself when there is no namespace)."""
+
+    def __init__(self, staged: Path, hide: list[Path], keep: list[Path], uid: int, budget: Budget) -> None:
+        self.staged, self.hide, self.keep, self.uid, self.budget = staged, hide, keep, uid, budget
+        self.private = sandbox.private_folder("hw8-harness-")              # root-only: the log
         self.log_path = self.private / "student_output.log"
         self.log = self.log_path.open("wb")
         self.proc: subprocess.Popen | None = None
         self.replies: int | None = None
+        self.workdir = WORK_MOUNT if sandbox.namespaces_work() else str(staged)
 
     def start(self) -> None:
         read_fd, write_fd = os.pipe()
-        stash = self.private / "stash"
-        stash.mkdir(exist_ok=True)
-        argv = [sys.executable, "-I", "-c", CHILD_SOURCE, str(write_fd), str(self.workdir)]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir), "OMP_NUM_THREADS": "1",
-               "HF_HUB_OFFLINE": "1", "LANG": "C.UTF-8", "HW8_FAST": "1"}
-        self.proc = subprocess.Popen(sandbox.wrap(argv, self.hide, self.keep, stash, self.uid), stdin=subprocess.PIPE,
-                                     stdout=self.log, stderr=self.log, pass_fds=(write_fd,), cwd=self.workdir,
-                                     env=env, start_new_session=True, preexec_fn=_limits)
+        argv = [sys.executable, "-I", "-c", CHILD_SOURCE, str(write_fd), self.workdir]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.workdir, "OMP_NUM_THREADS": "1",
+               "HF_HUB_OFFLINE": "1", "LANG": "C.UTF-8", "HW8_FAST": "1", "TMPDIR": "/tmp"}
+        if sandbox.is_root() and not sandbox.namespaces_work():
+            give_to_sandbox(self.staged, self.uid)
+        cpu = max(10, int(self.budget.left()) + 10)
+        self.proc = subprocess.Popen(
+            sandbox.wrap(argv, self.hide, self.keep, self.uid, workdir=(self.staged, WORK_MOUNT)),
+            stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(write_fd,),
+            cwd=self.staged if not sandbox.namespaces_work() else "/", env=env, start_new_session=True,
+            preexec_fn=lambda: sandbox.limits(cpu, MEMORY_LIMIT, OUTPUT_LIMIT))
         os.close(write_fd)
         self.replies = read_fd
         ready, problem = self._read_reply(STARTUP_TIMEOUT, "starting Python and torch")
@@ -90,6 +101,9 @@ class Child:
 
     def call(self, request: dict, timeout: float) -> tuple[dict | None, str]:
         """(reply, "") or (None, why there is no usable reply). Never raises for anything the child does."""
+        timeout = min(timeout, self.budget.left())
+        if timeout <= 0:
+            return None, self.budget.spent_message()
         if self.proc is None or self.proc.poll() is not None:
             try:
                 self.start()
@@ -120,7 +134,7 @@ class Child:
                 if left <= 0 or not sel.select(left):
                     self.stop()
                     why = doing or "an infinite loop, or far too slow"
-                    return None, f"timed out after {timeout:g} s ({why})"
+                    return None, f"timed out after {timeout:.0f} s ({why})"
                 chunk = os.read(self.replies, 1 << 20)
                 if not chunk:
                     return None, self._ended()
@@ -143,7 +157,9 @@ class Child:
         except subprocess.TimeoutExpired:
             code = None
         self.stop()
-        return f"the submission's process ended before answering (exit status {code}); no result counts as 0"
+        why = {-9: " (killed: a resource limit or the grader)", -24: " (CPU time limit)", -25: " (file size limit)"}
+        return (f"the submission's process ended before answering (exit status {code}{why.get(code, '')}); "
+                "no result counts as 0")
 
     def log_offset(self) -> int:
         self.log.flush()
@@ -151,10 +167,10 @@ class Child:
 
     def log_since(self, offset: int) -> str:
         with self.log_path.open("rb") as f:
-            f.seek(offset)
+            f.seek(max(offset, self.log_path.stat().st_size - 4 * LOG_TAIL))
             data = f.read()
         text = data.decode("utf-8", errors="replace")
-        return text if len(text) <= LOG_TAIL else f"...({len(text) - LOG_TAIL} characters cut)...\n" + text[-LOG_TAIL:]
+        return text if len(text) <= LOG_TAIL else "...(cut)...\n" + text[-LOG_TAIL:]
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -179,14 +195,23 @@ class Child:
         shutil.rmtree(self.private, ignore_errors=True)
 
 
-def _limits() -> None:
-    """Resource limits for the student's process: files it writes, processes it starts."""
-    import resource
+class Budget:
+    """Wall-clock seconds one submission may use across all its checks (its CPU time is capped to the same)."""
 
-    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 2**20, 256 * 2**20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if os.geteuid() == 0:
-        resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.started = seconds, time.monotonic()
+
+    def left(self) -> float:
+        return self.seconds - (time.monotonic() - self.started)
+
+    def spent_message(self) -> str:
+        return f"not run: the submission used up its {self.seconds:.0f} s grading time on earlier checks"
+
+
+def give_to_sandbox(path: Path, uid: int) -> None:
+    """chown a folder tree to the sandbox user (only where no namespace copies it into the sandbox's tmpfs)."""
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, uid, uid)
 
 
 def load_cases(path: Path) -> list[Case | FileCase]:
@@ -210,24 +235,26 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
         return None, f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
 
 
-def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.NotebookNode) -> list[str]:
+def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.NotebookNode, cells: tuple[str, ...] = (),
+                   preamble: str = "") -> list[str]:
     """The code a notebook check runs, in the instructor's cell order: the student's solution cells (matched by
     grade_id, first occurrence) and the instructor's locked set-up cells. Test cells and plain cells are left out,
-    so edited or deleted test cells change nothing; IPython magics are dropped."""
+    so edited or deleted test cells change nothing; IPython magics are dropped.
+    cells: run only these solution cells, after `preamble` (trusted set-up code) instead of the locked cells."""
     student_cells: dict[str, str] = {}
     for cell in student.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if cell.cell_type == "code" and grade_id and grade_id not in student_cells:
             student_cells[grade_id] = cell.source
-    code = []
+    code = [preamble] if preamble else []
     for cell in instructor.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code":
             continue
-        if meta.get("solution"):
+        if meta.get("solution") and (not cells or meta["grade_id"] in cells):
             source = student_cells.get(meta["grade_id"],
                                        f"raise NotImplementedError('cell {meta['grade_id']} is missing')")
-        elif meta.get("locked") and not meta.get("grade"):
+        elif meta.get("locked") and not meta.get("grade") and not cells:
             source = cell.source
         else:
             continue
@@ -241,21 +268,21 @@ class Reference:
     def __init__(self, folder: Path) -> None:
         self.folder = folder.resolve()
         self.cache: dict = {}
-        self.tmp = Path(tempfile.mkdtemp(prefix="hw8-reference-"))
-        os.chmod(self.tmp, 0o700)
+        self.tmp = sandbox.private_folder("hw8-reference-")
 
-    def module(self, name: str):
-        if name not in self.cache:
+    def module(self, name: str, cells: tuple[str, ...] = (), preamble: str = ""):
+        key = f"{name}[{','.join(cells)}]" if cells else name
+        if key not in self.cache:
             if str(self.folder) not in sys.path:
                 sys.path.insert(0, str(self.folder))
             if name.endswith(".ipynb"):
                 nb = nbformat.read(self.folder / name, as_version=4)
-                cells_path = self.tmp / f"{name}.cells.json"
-                cells_path.write_text(json.dumps(notebook_cells(nb, nb)))
-                self.cache[name] = load_notebook_module(str(cells_path), f"reference_{name[:-6]}")
+                cells_path = self.tmp / f"{key}.cells.json"
+                cells_path.write_text(json.dumps(notebook_cells(nb, nb, cells, preamble)))
+                self.cache[key] = load_notebook_module(str(cells_path), f"reference_{name[:-6]}")
             else:
-                self.cache[name] = importlib.import_module(name)
-        return self.cache[name]
+                self.cache[key] = importlib.import_module(name)
+        return self.cache[key]
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -264,12 +291,12 @@ class Reference:
 def build_request(case: Case, reference: Reference) -> dict:
     """Inputs drawn in the parent from the case's seed (and the instructor object's weights when asked)."""
     g = torch.Generator().manual_seed(case.seed)
-    request = {"target": case.target, "seed": case.seed, "args": [], "kwargs": {}, "init": None, "method": None,
-               "attrs": []}
-    request.update(case.inputs(g))
+    request = {"target": f"{case.module_key}:{case.attr}", "seed": case.seed, "args": [], "kwargs": {},
+               "init": None, "method": None, "attrs": [], "call": case.call}
+    request.update(case.inputs(g) if case.inputs is not None else {})
     if case.state_from_reference and request.get("init") is not None:
         torch.manual_seed(case.seed)
-        obj = getattr(reference.module(case.module), case.target.split(":", 1)[1])
+        obj = getattr(reference.module(case.module), case.attr)
         instance = obj(*request["init"].get("args", []), **request["init"].get("kwargs", {}))
         request["init"] = {**request["init"], "state": {k: v.clone() for k, v in instance.state_dict().items()}}
     return request
@@ -280,59 +307,88 @@ def expected_output(case: Case, request: dict, reference: Reference):
 
     if case.reference is not None:
         return case.reference(request), {}
-    return invoke(reference.module(case.module), request)
+    return invoke(reference.module(case.module, case.cells, case.preamble), request)
 
 
-def stage_submission(submission: Path, reference: Reference, workdir: Path, modules: list[str],
-                     notebooks: list[str], support: list[str], uid: int) -> dict[str, str]:
-    """Copy the student's modules and notebook code (and the instructor's support files) into the sandbox folder;
-    returns {module: why it is missing}."""
+def stage_submission(cases: list, submission: Path, reference: Reference, staged: Path, modules: list[str],
+                     notebooks: list[str], support: list[str]) -> dict[str, str]:
+    """Copy the student's modules and the code of its notebook checks (and the instructor's support files) into the
+    staged folder; returns {module key: why it is missing} (not submitted, unreadable, or refused: a link)."""
     missing = {}
     for rel in support:
         src = reference.folder / rel
         if src.is_dir():
-            shutil.copytree(src, workdir / rel, dirs_exist_ok=True)
+            shutil.copytree(src, staged / rel, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.is_file():
-            (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, workdir / rel)
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, staged / rel)
     for rel in modules:
-        src = submission / rel
-        if src.is_file():
-            (workdir / Path(rel).name).write_bytes(src.read_bytes())
-        else:
-            missing[Path(rel).stem] = f"{rel} was not submitted"
-    for rel in notebooks:
-        student, problem = read_notebook(submission / rel)
-        if student is None:
-            missing[Path(rel).name] = problem
+        problem = copy_regular(submission, rel, staged / Path(rel).name)
+        if problem:
+            missing[Path(rel).stem] = problem
+    by_name = {Path(rel).name: rel for rel in notebooks}
+    for case in cases:
+        if not isinstance(case, Case) or not case.module.endswith(".ipynb") or case.module_key in missing:
             continue
-        instructor = nbformat.read(reference.folder / Path(rel).name, as_version=4)
-        (workdir / f"{Path(rel).name}.cells.json").write_text(json.dumps(notebook_cells(instructor, student)))
-    sandbox.give_to_sandbox(workdir, uid)
+        rel = by_name.get(case.module, case.module)
+        try:
+            student, problem = read_notebook_bytes(read_regular(submission, rel), rel)
+        except (FileNotFoundError, Refused) as err:
+            student, problem = None, str(err)
+        if student is None:
+            missing[case.module_key] = problem
+            continue
+        instructor = nbformat.read(reference.folder / case.module, as_version=4)
+        (staged / f"{case.module_key}.cells.json").write_text(
+            json.dumps(notebook_cells(instructor, student, case.cells, case.preamble)))
     return missing
+
+
+def read_notebook_bytes(data: bytes, rel: str) -> tuple[nbformat.NotebookNode | None, str]:
+    """(notebook, "") or (None, why it cannot be read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                 # duplicate cell ids are repaired silently
+            return nbformat.reads(data.decode("utf-8"), as_version=4), ""
+    except Exception as err:  # noqa: BLE001 - corrupt JSON, wrong schema, binary junk
+        return None, f"{Path(rel).name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
 
 
 def run_cases(cases: list, submission: Path, reference_dir: Path, modules: list[str], notebooks: list[str],
               default_timeout: float, hide: list[Path], keep: list[Path], support: list[str] = (),
-              uid: int = sandbox.SANDBOX_UID) -> list[TestResult]:
+              uid: int = sandbox.SANDBOX_UID, budget: float = 600) -> list[TestResult]:
     """Grade one submission folder with every case; never raises because of the submission.
 
-    uid: the sandbox user (runs grading concurrently must use different ones)."""
+    uid: the sandbox user (grading runs at the same time must use different ones); budget: wall-clock seconds for
+    the whole submission (checks after it is spent score 0 with a message)."""
     reference = Reference(reference_dir)
-    workdir = sandbox.make_workdir(uid=uid)
-    used_notebooks = sorted({c.module for c in cases if isinstance(c, Case) and c.module.endswith(".ipynb")})
-    missing = stage_submission(submission, reference, workdir, modules,
-                               [n for n in notebooks if Path(n).name in used_notebooks], list(support), uid)
-    child = Child(workdir, hide=[*hide, submission], keep=keep, uid=uid)
+    staged = sandbox.private_folder("hw8-staged-")
+    missing = stage_submission(cases, submission, reference, staged, modules, notebooks, list(support))
+    child = Child(staged, hide=[*hide, submission], keep=keep, uid=uid, budget=Budget(budget))
     results = []
     try:
+        hung = load_modules(cases, child, missing, default_timeout)
         for case in cases:
-            results.append(_run_one(case, child, reference, submission, missing, default_timeout))
+            results.append(_run_one(case, child, reference, submission, {**missing, **hung}, default_timeout))
     finally:
         child.close()
         reference.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
     return results
+
+
+def load_modules(cases: list, child: Child, missing: dict[str, str], timeout: float) -> dict[str, str]:
+    """Import each student module / notebook once, before any check, each under `timeout`: an import that hangs is
+    found here, once, and every check that needs it scores 0 at once instead of timing out again and again.
+    Returns {module key: why it cannot be used}. An import that raises is not recorded: each check reports it."""
+    hung = {}
+    keys = dict.fromkeys(c.module_key for c in cases if isinstance(c, Case) and c.module_key not in missing)
+    for key in keys:
+        reply, problem = child.call({"load": key}, timeout)
+        if reply is None:
+            name = key.split("[", 1)[0]
+            hung[key] = f"loading {name} did not finish ({problem})"
+    return hung
 
 
 def _run_one(case, child: Child, reference: Reference, submission: Path, missing: dict[str, str],
@@ -340,18 +396,20 @@ def _run_one(case, child: Child, reference: Reference, submission: Path, missing
     def result(ok: bool, output: str) -> TestResult:
         return TestResult(case.name, case.points if ok else 0.0, case.points, output, case.nbgrader_cell)
 
+    hint = f" ({case.hint})" if case.hint else ""
     if isinstance(case, FileCase):
-        path = submission / case.path
-        if not path.is_file():
-            return result(False, f"{case.path} was not submitted")
+        try:
+            path = check_regular(submission, case.path)
+        except (FileNotFoundError, Refused) as err:
+            return result(False, str(err))
         try:
             message = case.check(path, reference.module)
         except Exception as err:  # noqa: BLE001 - an unreadable file is the submission's problem
             message = f"{case.path} could not be checked: {type(err).__name__}: {str(err)[:300]}"
-        return result(message is None, message or "passed")
-    name = case.module if case.module.endswith(".ipynb") else case.module.split(".")[0]
-    if name in missing:
-        return result(False, f"{missing[name]}: 0 points for this check")
+        return result(message is None, (message + hint) if message else "passed")
+    name = case.module_key if case.module.endswith(".ipynb") else case.module.split(".")[0]
+    if name in missing or case.module_key in missing:
+        return result(False, f"{missing.get(name) or missing[case.module_key]}: 0 points for this check")
     with REFERENCE_LOCK:                              # torch's global RNG is shared by grading threads
         request = build_request(case, reference)
         expected, expected_attrs = expected_output(case, request, reference)
@@ -359,7 +417,6 @@ def _run_one(case, child: Child, reference: Reference, submission: Path, missing
     reply, problem = child.call(request, case.timeout or default_timeout)
     log = child.log_since(offset).strip()
     tail = f"\n--- output of your code ---\n{log}" if log else ""
-    hint = f" ({case.hint})" if case.hint else ""
     if reply is None:
         return result(False, f"{problem}{hint}{tail}")
     if not reply["ok"]:
@@ -385,16 +442,6 @@ def write_results(path: Path, results: list[TestResult], output: str) -> dict:
     return payload
 
 
-def find_submission_root(submission: Path, expected: list[str]) -> Path:
-    """The folder holding the submitted files: the upload itself, or its single sub-folder if zipped with one."""
-    if any((submission / rel).exists() for rel in expected):
-        return submission
-    for candidate in sorted(p.parent for rel in expected for p in submission.rglob(Path(rel).name)):
-        if any((candidate / rel).exists() for rel in expected):
-            return candidate
-    return submission
-
-
 def gradescope(root: Path) -> dict:
     """The whole run_autograder step: grade root/submission with root/source, write root/results/results.json.
 
@@ -405,7 +452,7 @@ def gradescope(root: Path) -> dict:
     started = time.monotonic()
     try:
         course: Course = load_course(source / "course.toml")
-        submission = find_submission_root(root / "submission", course.submission_files)
+        submission = find_root(root / "submission", course.submission_files)
         if sandbox.is_root():
             os.chmod(source, 0o700)
             results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -413,8 +460,11 @@ def gradescope(root: Path) -> dict:
         extra = [Path(p) for p in os.environ.get("HW8_SANDBOX_EXTRA_HIDE", "").split(os.pathsep) if p]
         results = run_cases(load_cases(course.cases_path), submission, source / "reference", course.student_modules,
                             course.notebooks, course.case_timeout, hide=[source, root / "results", *extra],
-                            keep=[Path(sys.prefix), Path(sys.base_prefix)], support=course.check_support)
-        output = f"{sandbox.describe()}\ngraded in {time.monotonic() - started:.1f} s"
+                            keep=[Path(sys.prefix), Path(sys.base_prefix)], support=course.check_support,
+                            budget=course.submission_timeout)
+        refused = special_entries(root / "submission")
+        output = (f"{sandbox.describe()}\ngraded in {time.monotonic() - started:.1f} s"
+                  + (f"\nrefused (not regular files): {', '.join(refused)}" if refused else ""))
     except Exception:  # noqa: BLE001 - the harness itself failed: say so, score 0
         results = []
         output = "The autograder failed before grading (0 points); please tell the course staff.\n" + \

@@ -17,13 +17,14 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.GenerateAssignment.create_assignment = True
 
-# Autograde: the student's own modules and checkpoint are graded, never the instructor's copy.
+# Autograde records the submission in the gradebook and never executes it: every autograded point is decided by
+# the trusted checks (grading/harness.py), which grading/autograde.py writes into the gradebook afterwards. The
+# notebooks it is given are already rebuilt from the release (grading/autograde.py: rebuild_notebook), so the
+# student's outputs (plots for the written answers, bounded in size) are kept for the graders.
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds,  # noqa: E402
+                                    OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
+
 c.Autograde.exclude_overwriting = {settings["assignment_id"]: settings["student_files"]}
-c.OverwriteCells.add_missing_cells = True        # a deleted test cell is put back and run
-c.Execute.timeout = settings["cell_timeout"]     # seconds per cell; a stuck cell fails, the rest still run
-c.Execute.interrupt_on_timeout = True
-c.Execute.startup_timeout = 120
-c.LimitOutput.max_lines = 200                    # huge printed output is cut before it reaches the gradebook
-c.LimitOutput.max_traceback = 60
-if settings.get("kernel_name"):
-    c.Execute.kernel_name = settings["kernel_name"]
+c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.OverwriteCells.add_missing_cells = True

@@ -114,7 +114,7 @@ def check_notebooks(course: Course) -> None:
                          + "\n  ".join(problems))
 
 
-def make_course_dir(course: Course, course_dir: Path, support: list[str], kernel_name: str | None = None) -> Path:
+def make_course_dir(course: Course, course_dir: Path, support: list[str]) -> Path:
     """Fresh nbgrader course folder with source/<id>/ = the instructor notebooks + `support` files; returns its
     settings path. The instructor's copies of the student modules are never put in source/ (so autograde cannot
     copy them over the student's)."""
@@ -134,8 +134,7 @@ def make_course_dir(course: Course, course_dir: Path, support: list[str], kernel
         protect_marker_mentions(source / rel)
     shutil.copy2(GRADING_DIR / "nbgrader_config.py", course_dir / "nbgrader_config.py")
     settings = {"course_dir": str(course_dir), "assignment_id": course.assignment_id,
-                "student_files": [*course.student_modules, *([course.checkpoint] if course.checkpoint else [])],
-                "cell_timeout": course.cell_timeout, "kernel_name": kernel_name}
+                "student_files": [*course.student_modules, *([course.checkpoint] if course.checkpoint else [])]}
     settings_path = course_dir / "grading_settings.json"
     settings_path.write_text(json.dumps(settings, indent=1))
     return settings_path

@@ -39,9 +39,9 @@ from nbconvert import LatexExporter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
+import run_flags  # noqa: E402
 from grading.notebooks import BOX_MODELS, TEXT_MODELS, executed_notebook, join_widget_text  # noqa: E402
 from grading.parts import NOTEBOOKS  # noqa: E402
-from summarizer.settings import fast_mode  # noqa: E402
 
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--student", action="store_true",
                         help="student release: export the notebooks as executed in place (`make run`), run nothing")
     args = parser.parse_args(argv)
-    fast = args.fast or fast_mode()
+    fast = args.fast or run_flags.fast()
     if args.student:
         try:
             paths = build_student_pdfs([p.resolve() for p in args.notebooks], args.out.resolve())

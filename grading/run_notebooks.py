@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import run_flags  # noqa: E402
 from grading.notebooks import executed_candidates, run_notebook, summarize  # noqa: E402
 from grading.parts import NOTEBOOKS  # noqa: E402
-from summarizer.settings import fast_mode  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the executed copies (ignored with --in-place)")
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: no limit)")
     args = parser.parse_args(argv)
-    fast = args.fast or fast_mode()
+    fast = args.fast or run_flags.fast()
     runs = []
     for source in (p.resolve() for p in args.notebooks):
         if not source.is_file():

@@ -1,12 +1,16 @@
-"""Run untrusted student code as an unprivileged user that cannot see instructor material.
+"""Run untrusted student code as an unprivileged user that sees its own files only and has no network.
 
-When the grader runs as root (Gradescope, CI, a grading container) the command is wrapped as
-    unshare --mount  (private mount namespace: every hidden path is covered by an empty tmpfs, except `keep` paths
-                      such as the venv, which are bound back)  ->  setpriv --reuid=UID --regid=UID --clear-groups
-so the student's process runs as a dedicated uid (default 61182, $HW8_SANDBOX_UID) with no capabilities, sees empty
-folders where the instructor source, hidden tests and gradebook are, and cannot write the results. If mount
-namespaces are not allowed (an unprivileged container), only file permissions protect the hidden paths (the
-Gradescope harness makes /autograder/source 0700) and nbgrader kernels run unsandboxed.
+When the grader runs as root (Gradescope, CI, a grading container) a command is wrapped as
+    unshare --mount --net  (private mount and network namespaces: no interface but a loopback that is down)
+      -> sh script: every hidden path (the instructor source, gradebook, other students, /root, /home, /tmp, ...) is
+         covered by an empty tmpfs, except `keep` paths (the venv, the base Python), which are bound back; the
+         student's staged files are copied into a fresh size-limited tmpfs that becomes the working folder
+      -> setpriv --reuid=UID --regid=UID --clear-groups  (no capabilities)
+so the student's process runs as a dedicated uid (default 61182, $HW8_SANDBOX_UID), cannot read instructor files or
+other students' work, cannot write the results, cannot reach any network and can fill only small tmpfs folders.
+Resource limits (CPU seconds, address space, file size, processes) are set by `limits()` in the child before exec.
+If namespaces are not allowed (an unprivileged container), only file permissions protect the hidden paths (the
+Gradescope harness makes /autograder/source 0700) and `describe()` says so.
 When the grader is not root (a TA's laptop) code runs unsandboxed, and `describe()` says so.
 """
 
@@ -16,6 +20,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -23,6 +28,12 @@ from functools import lru_cache
 from pathlib import Path
 
 SANDBOX_UID = int(os.environ.get("HW8_SANDBOX_UID", "61182"))
+# Folders no submission needs: hidden wholesale (keep paths inside them are bound back).
+ALWAYS_HIDDEN = ("/root", "/home", "/srv", "/opt", "/media", "/mnt", "/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+SCRATCH_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")     # given back as small empty tmpfs folders, world-writable
+SCRATCH_SIZE = "64m"
+WORK_SIZE = "512m"                                      # the working folder (student files + support files)
+STASH = "/run/hw8-sandbox-stash"                        # inside the namespace only
 
 
 def is_root() -> bool:
@@ -30,12 +41,12 @@ def is_root() -> bool:
 
 
 @lru_cache(maxsize=1)
-def mount_namespaces_work() -> bool:
-    """True if `unshare --mount` is permitted here (root with CAP_SYS_ADMIN)."""
+def namespaces_work() -> bool:
+    """True if `unshare --mount --net` is permitted here (root with CAP_SYS_ADMIN)."""
     if not is_root() or shutil.which("unshare") is None:
         return False
     try:
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+        return subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "true"],
                               capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -45,8 +56,9 @@ def describe() -> str:
     """One line for the grading log: how student code is isolated on this machine."""
     if not is_root():
         return "sandbox: grader is not root, student code runs as the grader's user (local mode, not isolated)"
-    how = ("private mount namespace hides instructor files" if mount_namespaces_work() else
-           "no mount namespaces here: instructor files are protected by their permissions only")
+    how = ("private mount and network namespaces: instructor files and other students hidden, no network"
+           if namespaces_work() else
+           "no namespaces here: instructor files are protected by their permissions only, network reachable")
     return f"sandbox: student code runs as uid {SANDBOX_UID} without capabilities; {how}"
 
 
@@ -54,60 +66,83 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def wrap(argv: list[str], hide: list[Path], keep: list[Path], stash: Path, uid: int = SANDBOX_UID,
-         workdir: tuple[Path, Path] | None = None) -> list[str]:
+def _closed_ancestor(path: Path) -> Path | None:
+    """The outermost ancestor of `path` that other users cannot traverse (e.g. a 0700 temp folder), or None."""
+    for parent in reversed(path.parents):
+        try:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return parent
+        except OSError:
+            return None
+    return None
+
+
+def wrap(argv: list[str], hide: list[Path], keep: list[Path], uid: int = SANDBOX_UID,
+         workdir: tuple[Path, str] | None = None) -> list[str]:
     """The command line that runs `argv` sandboxed (unchanged when not root).
 
-    hide: folders/files to make invisible; keep: paths inside hidden folders to bind back (e.g. the venv);
-    stash: an empty root-owned folder used while re-binding `keep` paths; uid: the user that runs argv;
-    workdir: (folder, mount point): bind the folder at the mount point (outside anything hidden, with traversable
-    parents) and start argv there.
+    hide: folders/files to make invisible (on top of ALWAYS_HIDDEN); keep: paths to bind back at their own path
+    (the venv, even when it is a symlink or sits in a folder other users cannot traverse); uid: the user that runs
+    argv; workdir: (staged folder, mount point): copy the staged folder into a fresh tmpfs of WORK_SIZE at the mount
+    point, owned by uid, and start argv there.
     """
     if not is_root():
         return argv
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    if not mount_namespaces_work():
+    if not namespaces_work():
         return [*drop, *argv]      # hidden paths rely on their permissions (the harness makes /autograder/source 700)
-    hide = [p.resolve() for p in hide if p.exists()]
-    hide = [p for p in hide if not any(_inside(p, other) and p != other for other in hide)]  # outermost only
-    keep = [p.resolve() for p in keep if p.exists() and any(_inside(p.resolve(), h) for h in hide)]
-    lines = ["set -e"]
+    keep_pairs = [(Path(os.path.abspath(p)), p.resolve()) for p in keep if p.exists()]
+    hide_paths = [Path(p) for p in ALWAYS_HIDDEN] + [p.resolve() for p in hide if p.exists()]
+    hide_paths += [a for _, real in keep_pairs if (a := _closed_ancestor(real)) is not None]
+    hide_paths = [p for p in hide_paths if p.exists()]
+    hide_paths = sorted({p for p in hide_paths if not any(_inside(p, o) and p != o for o in hide_paths)},
+                        key=lambda p: len(p.parts))                                   # outermost only
+    q = shlex.quote
+    lines = ["set -e", f"mkdir -p {STASH}", f"mount -t tmpfs -o size=1m,mode=700 hw8-stash {STASH}"]
+    for i, (_, real) in enumerate(keep_pairs):
+        lines += [f"mkdir -p {STASH}/k{i}", f"mount --bind {q(str(real))} {STASH}/k{i}"]
     if workdir is not None:
-        lines += [f"mkdir -p {shlex.quote(str(workdir[1]))}",
-                  f"mount --bind {shlex.quote(str(workdir[0]))} {shlex.quote(str(workdir[1]))}"]
-    for i, path in enumerate(keep):
-        lines += [f"mkdir -p {stash}/{i}", f"mount --bind {shlex.quote(str(path))} {stash}/{i}"]
-    for path in sorted(hide, key=lambda p: len(p.parts)):
-        q = shlex.quote(str(path))
+        lines += [f"mkdir -p {STASH}/src", f"mount --bind {q(str(workdir[0]))} {STASH}/src"]
+    for path in hide_paths:
         if path.is_dir():
-            lines.append(f"mount -t tmpfs -o size=64k,mode=755 hw8-hidden {q}")
+            mode, size = ("1777", SCRATCH_SIZE) if str(path) in SCRATCH_FOLDERS else ("755", "64k")
+            lines.append(f"mount -t tmpfs -o size={size},mode={mode} hw8-hidden {q(str(path))}")
         else:
-            lines.append(f"mount --bind /dev/null {q}")
-    for i, path in enumerate(keep):
-        lines += [f"mkdir -p {shlex.quote(str(path))}", f"mount --move {stash}/{i} {shlex.quote(str(path))}"]
+            lines.append(f"mount --bind /dev/null {q(str(path))}")
+    for i, (given, real) in enumerate(keep_pairs):
+        lines += [f"mkdir -p {q(str(real))}", f"mount --move {STASH}/k{i} {q(str(real))}"]
+        if given != real:                        # a symlinked venv: its link may sit in a hidden folder
+            lines.append(f"[ -e {q(str(given))} ] || {{ mkdir -p {q(str(given.parent))}; "
+                         f"ln -s {q(str(real))} {q(str(given))}; }}")
     if workdir is not None:
-        lines.append(f"cd {shlex.quote(str(workdir[1]))}")
-    lines.append('exec "$@"')
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh",
+        mount_point = q(workdir[1])
+        lines += [f"mkdir -p {mount_point}",
+                  f"mount -t tmpfs -o size={WORK_SIZE},mode=755 hw8-work {mount_point}",
+                  f"cp -a {STASH}/src/. {mount_point}/", f"chown -R {uid}:{uid} {mount_point}",
+                  f"umount {STASH}/src", f"cd {mount_point}"]
+    lines += [f"umount -l {STASH}", 'exec "$@"']
+    return ["unshare", "--mount", "--net", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh",
             *drop, *argv]
 
 
-def make_workdir(prefix: str = "hw8-sandbox-", uid: int = SANDBOX_UID, parent: str | None = None) -> Path:
-    """A fresh folder in `parent` (default: the system temp dir), owned by the sandbox user (or the grader when
-    not root)."""
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    if is_root():
-        os.chown(work, uid, uid)
-    return work
+def limits(cpu_seconds: int, memory_bytes: int, file_bytes: int, processes: int = 64) -> None:
+    """Resource limits for the student's process (call in the child before exec, e.g. as preexec_fn): CPU time,
+    address space, size of any file it writes (its log included), processes of its uid, no core dumps."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if os.geteuid() == 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
 
-def give_to_sandbox(path: Path, uid: int = SANDBOX_UID) -> None:
-    """chown a file or folder tree to the sandbox user (no-op when not root)."""
-    if not is_root():
-        return
-    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
-    for p in paths:
-        os.lchown(p, uid, uid)
+def private_folder(prefix: str) -> Path:
+    """A fresh root-only (0700) folder in the system temp dir (student processes cannot read it)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def kill_sandbox_processes(uid: int = SANDBOX_UID) -> int:

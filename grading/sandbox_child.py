@@ -5,9 +5,10 @@ Requests arrive on stdin and replies leave on REPLY_FD, each framed as an 8-byte
 student's own prints go to stderr, never into the protocol. Nothing this process says is trusted: the parent only
 deserializes replies with `torch.load(weights_only=True)` and compares the values itself.
 
-Request: {"target": "module:attr" | "Notebook.ipynb:attr", "args": [...], "kwargs": {...}, "seed": int,
+Request: {"target": "module:attr" | "Notebook.ipynb[cells]:attr", "args": [...], "kwargs": {...}, "seed": int,
           "init": None | {"args": [...], "kwargs": {...}, "state": state_dict | None}, "method": str | None,
-          "attrs": [names to read off the constructed object]}
+          "attrs": [names to read off the constructed object], "call": bool (False: return the attribute itself)}
+          or {"load": "module" | "Notebook.ipynb[cells]"}: import it now (the parent times imports once, apart)
 Reply:   {"ok": True, "value": output, "attrs": {...}}  or  {"ok": False, "error": "traceback tail"}
 The parent uses `invoke` from this file too, to compute references with the instructor's code.
 """
@@ -69,11 +70,13 @@ def load_notebook_module(path: str, name: str) -> types.ModuleType:
 
 
 def load_target(spec: str, workdir: str, cache: dict):
-    """The module named by the part of `spec` before ':' (a notebook's cells if it ends in .ipynb)."""
+    """The module named by the part of `spec` before ':' (a notebook's cells if it names an .ipynb; the parent wrote
+    them to <name>.cells.json)."""
     name = spec.split(":", 1)[0]
     if name not in cache:
-        if name.endswith(NOTEBOOK_SUFFIX):
-            cache[name] = load_notebook_module(os.path.join(workdir, name + ".cells.json"), name[: -len(".ipynb")])
+        if NOTEBOOK_SUFFIX in name:
+            stem = name.split(NOTEBOOK_SUFFIX, 1)[0]
+            cache[name] = load_notebook_module(os.path.join(workdir, name + ".cells.json"), stem)
         else:
             cache[name] = importlib.import_module(name)
     return cache[name]
@@ -104,6 +107,8 @@ def invoke(module, request: dict):
     obj = module
     for part in attr.split("."):
         obj = getattr(obj, part)
+    if not request.get("call", True):
+        return plain(obj), {}
     torch.manual_seed(request.get("seed", 0))
     init = request.get("init")
     attrs = {}
@@ -155,8 +160,12 @@ def serve(reply_fd: int, workdir: str) -> None:
         except EOFError:
             return
         try:
-            value, attrs = invoke(load_target(request["target"], workdir, cache), request)
-            reply = {"ok": True, "value": value, "attrs": attrs}
+            if "load" in request:
+                load_target(request["load"], workdir, cache)
+                reply = {"ok": True, "value": None, "attrs": {}}
+            else:
+                value, attrs = invoke(load_target(request["target"], workdir, cache), request)
+                reply = {"ok": True, "value": value, "attrs": attrs}
         except BaseException as exc:  # noqa: BLE001 - SystemExit from student code is a failure, not an exit
             if isinstance(exc, KeyboardInterrupt):
                 raise
