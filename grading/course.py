@@ -39,9 +39,11 @@ class Course:
     build_dir: Path                 # where release/, autograde/, gradescope/ are written
     submission_timeout: int = 300   # wall-clock (and CPU) seconds for all trusted checks of one submission
     case_timeout: int = 60          # seconds per trusted check (and per import of a student module)
-    check_support: list[str] = field(default_factory=list)     # files the trusted checks need next to student code
+    check_support: list[str] = field(default_factory=list)     # files student code needs in the sandbox (public)
+    reference_support: list[str] = field(default_factory=list)  # files the trusted parent needs (never in a sandbox)
     instructor_only: list[str] = field(default_factory=list)   # files inside released folders that stay out
     answer_fingerprints: str | None = None   # TOML: per written question, phrases of its answer the release must lack
+    path: Path | None = None                 # the course file itself (worker processes load it again)
 
     @property
     def submission_files(self) -> list[str]:
@@ -80,6 +82,25 @@ def load_course(path: str | Path = DEFAULT_COURSE) -> Course:
             submission_timeout=int(raw.get("submission_timeout", 300)),
             case_timeout=int(raw.get("case_timeout", 60)),
             check_support=list(raw.get("check_support", [])),
+            reference_support=list(raw.get("reference_support", [])),
+            path=path,
         )
     except KeyError as missing:
         raise ValueError(f"course file {path} lacks the key {missing}") from None
+
+
+def validate_check_support(course: Course) -> None:
+    """check_support files are copied next to the student's code: none may be hidden, instructor-only or carry
+    instructor-only / solution text (student code could print it into its feedback). Raises ValueError if one is."""
+    problems = []
+    for rel in course.check_support:
+        if any(rel == h or rel.startswith(h + "/") for h in [*course.hidden_paths, *course.instructor_only]):
+            problems.append(f"{rel} is hidden or instructor-only")
+        base = course.root / rel
+        for path in ([base, *base.rglob("*")] if base.is_dir() else [base]):
+            if path.is_file() and path.suffix in (".py", ".md", ".txt", ".json", ".toml"):
+                text = path.read_text(errors="replace")
+                if BEGIN_INSTRUCTOR in text or "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
+                    problems.append(f"{path.relative_to(course.root)} holds instructor-only or solution text")
+    if problems:
+        raise ValueError("check_support would put instructor material next to student code:\n  " + "\n  ".join(problems))

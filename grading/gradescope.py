@@ -25,12 +25,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.checks import Case
-from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_course
+from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, validate_check_support, load_course
 from grading.harness import load_cases
 from grading.release import write_zip
 
-HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py"]
-GRADING_PACKAGES = ["torch", "numpy", "nbformat"]
+HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py", "submitted.py"]
+GRADING_PACKAGES = ["torch", "numpy", "nbformat", "tokenizers", "tqdm", "datasets"]  # harness + summarizer
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope entry point: grades /autograder/submission into /autograder/results/results.json.
@@ -78,7 +78,9 @@ def bundle_course_toml(course: Course) -> str:
             f'root = "reference"\nassignment_id = "{course.assignment_id}"\n'
             f"notebooks = {strings(course.notebooks)}\nstudent_modules = {strings(course.student_modules)}\n"
             f"release_files = []\n{checkpoint}cases = \"../cases.py\"\n"
-            f"check_support = {strings(course.check_support)}\ncase_timeout = {course.case_timeout}\n")
+            f"check_support = {strings(course.check_support)}\n"
+            f"reference_support = {strings(course.reference_support)}\ncase_timeout = {course.case_timeout}\n"
+            f"submission_timeout = {course.submission_timeout}\n")
 
 
 def notebooks_checked(course: Course) -> set[str]:
@@ -103,10 +105,13 @@ def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT /
     shutil.copy2(course.cases_path, stage / "cases.py")
     reference = stage / "reference"
     checked_notebooks = [nb for nb in course.notebooks if Path(nb).name in notebooks_checked(course)]
-    for rel in [*course.student_modules, *checked_notebooks, *course.check_support]:
+    validate_check_support(course)
+    instructor_only = {course.root / rel for rel in course.instructor_only}
+    for rel in [*course.student_modules, *checked_notebooks, *course.check_support, *course.reference_support]:
         src = course.root / rel
         if src.is_dir():
-            shutil.copytree(src, reference / rel, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, reference / rel, ignore=lambda folder, names: [
+                n for n in names if n == "__pycache__" or Path(folder) / n in instructor_only])
         elif src.is_file():
             (reference / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, reference / rel)

@@ -213,7 +213,7 @@ def test_mini_release_runs_for_a_student_and_passes_with_solutions(mini, tmp):
 
 NEEDS_ROOT = {"reads_hidden_files", "writes_results"}     # isolation needs root (as on Gradescope and in CI)
 EXPECTED = {"solution": (8, 8, ()), "untouched_release": (0, 0, ("NotImplementedError",)),
-            **{b.name: (b.nbgrader, b.gradescope, b.messages) for b in corpus.CORPUS}}
+            **{b.name: (b.score, b.score, b.messages) for b in corpus.CORPUS}}
 
 
 def _expected_messages(messages: tuple[str, ...], path: str) -> list[str]:

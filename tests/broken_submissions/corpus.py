@@ -1,11 +1,9 @@
 """Broken-submission corpus, generated from the mini course (tests/fixtures/mini_course): honest mistakes and
-attempts to cheat, each with the score both graders must give and a message that must explain it.
+attempts to cheat, each with the score both graders must give (the same on both) and a message that must explain it.
 
 Each entry is a small patch applied to a correct submission (the student release with the solutions pasted back),
-so the corpus stays a few lines per case. Scores are out of 8 (the mini course's autograded points):
-    nbgrader path: grade cells test_scale_rows (2) and test_attention (2), confirmed by trusted checks, plus the
-                   trusted checks softmax_rows (1), masked attention (1), causal_mask (1), checkpoint (1);
-    Gradescope:    the six trusted checks (1 + 2 + 1 + 1 + 2 + 1).
+so the corpus stays a few lines per case. Scores are out of 8, the six trusted checks of the mini course
+(1 + 2 + 1 + 1 + 2 + 1); two of them decide the grade cells test_attention and test_scale_rows on the nbgrader route.
 
     python tests/broken_submissions/corpus.py OUT_DIR [--release build/release]   # writes OUT_DIR/<case>/
 """
@@ -33,8 +31,7 @@ class Broken:
     name: str
     what: str
     patch: Callable[[Path, dict], None]   # (submission folder, context) -> edits the folder in place
-    nbgrader: float                       # expected total through make autograde
-    gradescope: float                     # expected total through run_autograder
+    score: float                          # expected total through make autograde and through run_autograder
     messages: tuple[str, ...]             # substrings of the explanation (both paths unless prefixed "nb:"/"gs:")
 
 
@@ -267,33 +264,33 @@ def writes_results(f: Path, ctx: dict) -> None:
 
 
 CORPUS = [
-    Broken("syntax_error", "mini_ops.py does not parse (the notebook's set-up cell fails too)", syntax_error, 1, 3,
+    Broken("syntax_error", "mini_ops.py does not parse", syntax_error, 3,
            ("SyntaxError",)),
-    Broken("infinite_loop", "causal_mask never returns", infinite_loop, 5, 7, ("gs:timed out", "nb:timed out")),
-    Broken("missing_function", "causal_mask deleted", missing_function, 5, 7, ("has no attribute 'causal_mask'",)),
-    Broken("wrong_shape", "attention returns (..., M, N_q)", wrong_shape, 5, 5, ("expected shape",)),
-    Broken("nan_output", "softmax divides by zero", nan_output, 4, 4, ("NaN",)),
-    Broken("deleted_test_cell", "test cell deleted, scale_rows wrong", deleted_test_cell, 6, 6,
-           ("nb:test_scale_rows was deleted", "values differ")),
-    Broken("edited_test_cell", "test cell weakened, scale_rows wrong", edited_test_cell, 6, 6,
+    Broken("infinite_loop", "causal_mask never returns", infinite_loop, 7, ("timed out",)),
+    Broken("missing_function", "causal_mask deleted", missing_function, 7, ("has no attribute 'causal_mask'",)),
+    Broken("wrong_shape", "attention returns (..., M, N_q)", wrong_shape, 5, ("expected shape",)),
+    Broken("nan_output", "softmax divides by zero", nan_output, 4, ("NaN",)),
+    Broken("deleted_test_cell", "test cell deleted, scale_rows wrong", deleted_test_cell, 6,
+           ("nb:test_scale_rows is missing", "values differ")),
+    Broken("edited_test_cell", "test cell weakened, scale_rows wrong", edited_test_cell, 6,
            ("nb:test_scale_rows was edited", "values differ")),
-    Broken("duplicated_grade_cell", "weakened copy of a grade cell, attention unscaled", duplicated_grade_cell, 5, 5,
+    Broken("duplicated_grade_cell", "weakened copy of a grade cell, attention unscaled", duplicated_grade_cell, 5,
            ("nb:test_attention appears 3 times", "values differ")),
-    Broken("corrupt_json", "Mini.ipynb cut in half", corrupt_json, 4, 6, ("not a readable notebook",)),
-    Broken("huge_output", "debug prints everywhere, causal_mask upper-triangular", huge_output, 7, 7,
-           ("gs:characters cut", "entries differ")),
-    Broken("missing_checkpoint", "checkpoints/tiny.pt not submitted", missing_checkpoint, 7, 7,
+    Broken("corrupt_json", "Mini.ipynb cut in half", corrupt_json, 6, ("not a readable notebook",)),
+    Broken("huge_output", "debug prints everywhere, causal_mask upper-triangular", huge_output, 7,
+           ("gs:cut", "entries differ")),
+    Broken("missing_checkpoint", "checkpoints/tiny.pt not submitted", missing_checkpoint, 7,
            ("checkpoints/tiny.pt was not submitted",)),
-    Broken("reads_hidden_files", "softmax_rows loads the instructor's solution from disk", reads_hidden_files, 4, 4,
+    Broken("reads_hidden_files", "softmax_rows loads the instructor's solution from disk", reads_hidden_files, 4,
            ("hidden files unreadable",)),
     Broken("monkeypatch_checks", "replaces torch.allclose/assert_close/equal, attention returns zeros",
-           monkeypatch_checks, 5, 5, ("nb:out-of-process check", "values differ")),
+           monkeypatch_checks, 5, ("values differ",)),
     Broken("swallow_exceptions", "an IPython input transformer wraps every cell in try/except, scale_rows wrong",
-           swallow_exceptions, 6, 6, ("nb:out-of-process check", "values differ")),
-    Broken("exit_early", "sys.exit(0) and os._exit(0) inside the functions", exit_early, 3, 3,
-           ("SystemExit", "gs:ended before answering")),
+           swallow_exceptions, 6, ("values differ",)),
+    Broken("exit_early", "sys.exit(0) and os._exit(0) inside the functions", exit_early, 3,
+           ("SystemExit", "ended before answering")),
     Broken("writes_results", "writes results.json (and a daemon that rewrites it), attention doubled",
-           writes_results, 5, 5, ("values differ",)),
+           writes_results, 5, ("values differ",)),
 ]
 
 
