@@ -24,7 +24,6 @@ import argparse
 import csv
 import html
 import multiprocessing
-import os
 import re
 import shutil
 import sys
@@ -41,7 +40,7 @@ if __package__ in (None, ""):
 import nbformat
 
 from grading import sandbox
-from grading.course import DEFAULT_COURSE, Course, validate_check_support, load_course
+from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
 from grading.harness import TestResult, load_cases, read_notebook_bytes, run_cases
 from grading.nbgrader_course import make_course_dir, run_nbgrader
 from grading.submitted import Refused, copy_regular, find_root, read_regular, special_entries

@@ -40,13 +40,6 @@ def _padding(g, b, n):
     return keep
 
 
-def _checkpoint_format():
-    """(format name, required keys) of summarizer.checkpoint."""
-    from summarizer.checkpoint import FORMAT, REQUIRED_KEYS
-
-    return FORMAT, REQUIRED_KEYS
-
-
 # A checkpoint the grader will run: sizes above these (the default model is 128 wide, 2 + 2 layers, 8000 tokens)
 # would only make the trusted validation-loss computation slow, so they are refused before any weight is used.
 CHECKPOINT_LIMITS = {"vocab_size": 32000, "d_model": 512, "d_decoder": 512, "n_heads": 16, "n_encoder_layers": 6,
@@ -57,7 +50,8 @@ MAX_CHECKPOINT_BYTES = 64 * 2**20
 
 def _checkpoint(path, reference):
     """checkpoints/summarizer.pt: a readable hw8-summarizer checkpoint whose weights are finite tensors."""
-    checkpoint_format, required_keys = _checkpoint_format()
+    checkpoint = reference("summarizer.checkpoint")          # the instructor's summarizer package
+    checkpoint_format, required_keys = checkpoint.FORMAT, checkpoint.REQUIRED_KEYS
     if path.stat().st_size == 0:
         return f"{path.name} is empty"
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
@@ -85,7 +79,7 @@ def _checkpoint(path, reference):
     if too_big:
         return f"{path.name}: the model is larger than the grader runs ({', '.join(too_big)})"
     try:
-        reference("summarizer.checkpoint").load_checkpoint(path)
+        checkpoint.load_checkpoint(path)
     except (ValueError, TypeError, FileNotFoundError) as err:
         return str(err)[:300]
     return None

