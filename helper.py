@@ -1,22 +1,15 @@
-"""Plots and the kernel-approximation experiment of CS182 HW8.
+"""Question 3(a)iii of CS182 HW8: how well does kernel attention approximate softmax attention?
 
-Two parts, read top to bottom:
-
-1. Question 3(a)iii -- how well does kernel attention approximate softmax attention?
-   `approximation_error_experiment` measures, over a grid of D (query/key width) and D_random (number of random
-   vectors), the relative error of the attention matrix and of the attention output of three feature maps from
-   kernel_attention against exact softmax attention:
+   `approximation_error_experiment` measures, over a grid of D (query/key width) and n_random (number of random
+   vectors, the homework's D_random; plots label it D_random), the relative error of the attention matrix and of the
+   attention output of three feature maps from kernel_attention against exact softmax attention:
      "softmax_rff"  trigonometric random Fourier features for the softmax kernel, phi_sm of question 3(a)i-ii
-                    (F = 2 D_random features),
-     "favor+iid"    FAVOR+ positive features, i.i.d. Gaussian projections (F = D_random),
-     "favor+"       FAVOR+ positive features, orthogonal projections (F = D_random).
-   Results come back as a pandas DataFrame (one row per method, D, D_random, input scale and seed);
+                    (n_features = 2 n_random),
+     "favor+iid"    FAVOR+ positive features, i.i.d. Gaussian projections (n_features = n_random),
+     "favor+"       FAVOR+ positive features, orthogonal projections (n_features = n_random).
+   Results come back as a pandas DataFrame (one row per method, D, n_random, input scale and seed);
    `summarize_errors`, `fit_error_slopes` and `error_ratios` reduce it, `plot_approximation_error` and
-   `plot_error_heatmap` draw it.
-2. Plots the notebooks call: attention weights with token labels, masks, positional encodings and the
-   relative-position similarity p_t . p_{t+k} of question 1(c), training / validation curves.
-   Every plot function returns a matplotlib Figure (not registered with pyplot: nothing leaks, works under Agg);
-   a notebook shows it when it is the cell's last expression, or with `display(fig)`.
+   `plot_error_heatmap` draw it, with the Figure convention of figures.py (which holds the notebooks' other plots).
 
 === BEGIN INSTRUCTOR ONLY ===
 Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 8..4096, scales 0.25..1, N = 128,
@@ -34,8 +27,8 @@ Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 
     is better, as the MSE formulas of Choromanski et al. (2021) predict. To i.i.d. positive: 0.88, 0.98, 0.98, 1.00.
   * Real queries/keys (all-MiniLM-L6-v2, layer index 2, 12 heads, D = 32, N = 80; ||x||^2 / sigma^2 ~ 11): at
     D_random = 4096 the orthogonal positive error is 0.71 (i.i.d. 0.76; slope -0.06), trigonometric 1e2 .. 1e4.
-  * Time: 24 min wall / 7.0 CPU-minutes on 2 CPU cores shared with ~8 other jobs (load ~9), so a few minutes on an
-    idle laptop; the real-q/k run 1.5 min wall / 32 CPU-s; FAST_CONFIG (HW8_FAST=1) about 1 s.
+  * Cost: 7.0 CPU-minutes for FULL_CONFIG (torch on 2 CPU cores; a few minutes wall on an idle 2-core laptop), 32 CPU-s
+    for the real-q/k run, about 1 s for FAST_CONFIG (HW8_FAST=1).
 === END INSTRUCTOR ONLY ===
 """
 
@@ -43,22 +36,20 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib.pyplot  # noqa: F401  (in Jupyter this sets up the inline backend, which displays returned Figures)
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib import colormaps
-from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 import kernel_attention as ka
-from summarizer.settings import fast_mode
+import run_flags
+from figures import panel_grid
 
 __all__ = [
     "METHOD_LABELS",
@@ -73,16 +64,10 @@ __all__ = [
     "error_ratios",
     "plot_approximation_error",
     "plot_error_heatmap",
-    "plot_attention_weights",
-    "plot_mask",
-    "plot_positional_encoding",
-    "relative_position_similarity",
-    "plot_relative_position_similarity",
-    "plot_training_curves",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 1. Question 3(a)iii: approximation error of kernel attention
+# Question 3(a)iii: approximation error of kernel attention
 # ----------------------------------------------------------------------------------------------------------------------
 
 # Feature-map names of kernel_attention.make_feature_map -> labels for plots.
@@ -102,7 +87,7 @@ METRICS = {"attn_rel_error": "relative error of the attention matrix",
 class ErrorExperimentConfig:
     """Grid of the 3(a)iii experiment.
 
-    d_values: query/key widths D; n_random_values: numbers of random vectors D_random; n_seeds: independent draws of
+    d_values: query/key widths D; n_random_values: numbers of random vectors n_random; n_seeds: independent draws of
     inputs and features per setting; n_tokens: sequence length N (N_q = N_k); value_dim: M; scales: input scales s
     (queries and keys have i.i.d. N(0, s^2) entries); methods: feature-map names (keys of METHOD_LABELS).
     """
@@ -125,7 +110,7 @@ FAST_CONFIG = ErrorExperimentConfig(d_values=(16, 64), n_random_values=(16, 64, 
 
 def experiment_config(fast: bool | None = None) -> ErrorExperimentConfig:
     """FULL_CONFIG (a few minutes on a laptop CPU), or FAST_CONFIG when fast (default: HW8_FAST=1)."""
-    return FAST_CONFIG if (fast_mode() if fast is None else fast) else FULL_CONFIG
+    return FAST_CONFIG if (run_flags.fast() if fast is None else fast) else FULL_CONFIG
 
 
 def _generator(*key) -> torch.Generator:
@@ -196,8 +181,8 @@ def attention_errors(q: Tensor, k: Tensor, v: Tensor, feature_map: torch.nn.Modu
     (linear_attention). eps = 0: the error measured is that of the approximation alone.
     """
     out, weights = ka.scaled_dot_product_attention(q, k, v, return_weights=True) if exact is None else exact
-    phi_q = feature_map(q, is_query=True)                               # (..., N_q, F)
-    phi_k = feature_map(k, is_query=False)                              # (..., N_k, F)
+    phi_q = feature_map(q, is_query=True)                               # (..., N_q, n_features)
+    phi_k = feature_map(k, is_query=False)                              # (..., N_k, n_features)
     _, approx_weights = ka.kernel_attention_quadratic(phi_q, phi_k, v, eps=0.0, return_weights=True)
     approx_out = ka.linear_attention(phi_q, phi_k, v, eps=0.0)          # (..., N_q, M)
     return {"attn_rel_error": _relative_error(approx_weights, weights),
@@ -223,18 +208,18 @@ def approximation_error_experiment(d_values: Sequence[int] | None = None,
                                    n_tokens: int | None = None, value_dim: int | None = None,
                                    scales: Sequence[float] | None = None, qk: tuple[Tensor, Tensor] | None = None,
                                    seed: int = 0, fast: bool | None = None, progress: bool = True) -> pd.DataFrame:
-    """Question 3(a)iii: error of kernel attention vs softmax attention over D x D_random (x input scale).
+    """Question 3(a)iii: error of kernel attention vs softmax attention over D x n_random (x input scale).
 
     Every argument left None comes from experiment_config(fast) (HW8_FAST=1 -> the small grid).
     For each D, input scale s and seed: draw Q, K (n_tokens, D) with N(0, s^2) entries (random_queries_keys) and
-    V (n_tokens, value_dim) ~ N(0, 1); compute exact softmax attention once; then for each method and D_random draw
+    V (n_tokens, value_dim) ~ N(0, 1); compute exact softmax attention once; then for each method and n_random draw
     a feature map (kernel_attention.make_feature_map, seeded) and measure attention_errors. All in float64.
 
     qk: optional real queries and keys (q (..., N, D), k (..., N, D), e.g. from capture_queries_keys); then D is
     their width, d_values / scales / n_tokens are ignored, and the seed redraws only V and the features.
 
     Returns a DataFrame, one row per (method, d, scale, n_random, seed), columns: method, inputs ("gaussian" or
-    "given"), d, scale (NaN for given inputs), n_random, n_features (F), seed, n_tokens, sq_norm_over_sigma2 (mean
+    "given"), d, scale (NaN for given inputs), n_random, n_features, seed, n_tokens, sq_norm_over_sigma2 (mean
     ||x||^2 / sqrt(D) over the query and key rows: the exponent of phi_sm), attn_rel_error, out_rel_error.
     """
     config = experiment_config(fast)
@@ -299,11 +284,11 @@ def summarize_errors(results: pd.DataFrame, metric: str = "attn_rel_error") -> p
 
 
 def fit_error_slopes(results: pd.DataFrame, metric: str = "attn_rel_error") -> pd.DataFrame:
-    """Least-squares slope of log(mean error) against log(D_random) per (method, inputs, d, scale).
+    """Least-squares slope of log(mean error) against log(n_random) per (method, inputs, d, scale).
 
-    Monte-Carlo theory predicts slope -1/2 (error ~ 1/sqrt(D_random)) once the error is small; an exponent well above
+    Monte-Carlo theory predicts slope -1/2 (error ~ 1/sqrt(n_random)) once the error is small; an exponent well above
     -1/2 means the estimate is not yet in that regime (e.g. trigonometric features with near-zero normalisers).
-    Returns columns method, inputs, d, scale, slope, intercept (log error at D_random = 1), n_points.
+    Returns columns method, inputs, d, scale, slope, intercept (log error at n_random = 1), n_points.
     """
     summary = summarize_errors(results, metric)
     rows = []
@@ -317,7 +302,7 @@ def fit_error_slopes(results: pd.DataFrame, metric: str = "attn_rel_error") -> p
 
 
 def error_ratios(results: pd.DataFrame, metric: str = "attn_rel_error", reference: str = "favor+") -> pd.DataFrame:
-    """Mean error of `reference` divided by the mean error of every other method, at equal D_random.
+    """Mean error of `reference` divided by the mean error of every other method, at equal n_random.
 
     Returns one row per (inputs, d, scale, n_random) and a column "<reference>/<other>" per other method
     (< 1: the reference is more accurate).
@@ -328,17 +313,6 @@ def error_ratios(results: pd.DataFrame, metric: str = "attn_rel_error", referenc
         raise ValueError(f"reference method {reference!r} is not in the results (methods: {list(wide.columns)})")
     ratios = {f"{reference}/{other}": wide[reference] / wide[other] for other in wide.columns if other != reference}
     return pd.DataFrame(ratios).reset_index()
-
-
-def _panels(n_panels: int, panel_size: tuple[float, float], n_cols: int | None = None):
-    """A Figure (not registered with pyplot) with n_panels axes in a grid; returns (figure, list of axes)."""
-    n_cols = min(n_panels, 4) if n_cols is None else n_cols
-    n_rows = math.ceil(n_panels / n_cols)
-    fig = Figure(figsize=(panel_size[0] * n_cols, panel_size[1] * n_rows), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    return fig, list(axes[:n_panels])
 
 
 def _method_order(methods: pd.Series) -> list[str]:
@@ -361,9 +335,9 @@ def _setting_name(column: str, value) -> str:
 
 
 def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_error", by: str = "d") -> Figure:
-    """Log-log error vs D_random: one column of panels per method, one row per value of the other setting
+    """Log-log error vs n_random: one column of panels per method, one row per value of the other setting
     (by="d": a row per input scale, a line per D; by="scale": a row per D, a line per scale). Each line is the seed
-    mean with a +-1 standard deviation band; the dashed line is the 1/sqrt(D_random) rate of theory."""
+    mean with a +-1 standard deviation band; the dashed line is the 1/sqrt(n_random) rate of theory."""
     _check_metric(results, metric)
     if by not in ("d", "scale"):
         raise ValueError(f"by must be 'd' or 'scale', got {by!r}")
@@ -371,7 +345,7 @@ def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_erro
     summary = summarize_errors(results, metric)
     methods = _method_order(summary["method"])
     row_values = list(pd.unique(summary[other]))        # pd.unique: NaN (given q / k) counts once
-    fig, axes = _panels(len(methods) * len(row_values), (4.0, 3.1), n_cols=len(methods))
+    fig, axes = panel_grid(len(methods) * len(row_values), (4.0, 3.1), n_cols=len(methods))
     for r, row_value in enumerate(row_values):
         for c, method in enumerate(methods):
             ax = axes[r * len(methods) + c]
@@ -398,7 +372,7 @@ def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_erro
 
 
 def plot_error_heatmap(results: pd.DataFrame, metric: str = "attn_rel_error") -> Figure:
-    """Heat map of the seed-mean error over the D x D_random grid: one column of panels per method, one row per
+    """Heat map of the seed-mean error over the D x n_random grid: one column of panels per method, one row per
     input scale, one shared logarithmic colour scale."""
     _check_metric(results, metric)
     summary = summarize_errors(results, metric)
@@ -406,7 +380,7 @@ def plot_error_heatmap(results: pd.DataFrame, metric: str = "attn_rel_error") ->
     scales = list(pd.unique(summary["scale"]))
     positive = summary["mean"][summary["mean"] > 0]
     norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if len(positive) else None
-    fig, axes = _panels(len(methods) * len(scales), (4.0, 3.0), n_cols=len(methods))
+    fig, axes = panel_grid(len(methods) * len(scales), (4.0, 3.0), n_cols=len(methods))
     for r, scale in enumerate(scales):
         for c, method in enumerate(methods):
             ax = axes[r * len(methods) + c]
@@ -422,238 +396,3 @@ def plot_error_heatmap(results: pd.DataFrame, metric: str = "attn_rel_error") ->
                     ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=5.5, color="tab:cyan")
     fig.colorbar(image, ax=axes, label=METRICS[metric], shrink=0.9)
     return fig
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# 2. Plots for the notebooks: attention weights, masks, positional encodings, training curves
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _as_panels(x, name: str) -> np.ndarray:
-    """Tensor / array (..., N_q, N_k) -> numpy (P, N_q, N_k): leading size-1 dims dropped, a 1-D input becomes one
-    row; more than one leading dim of size > 1 is an error (pick a batch element first)."""
-    array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-    if array.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension, got a scalar")
-    if array.ndim == 1:
-        array = array[None, :]
-    lead = [n for n in array.shape[:-2] if n != 1]
-    if len(lead) > 1:
-        raise ValueError(f"{name} of shape {array.shape} has several leading dims > 1; pass (N_q, N_k) or "
-                         "(panels, N_q, N_k), e.g. weights[0] for the first batch element")
-    return array.reshape(-1, *array.shape[-2:])
-
-
-def _label_axes(ax, labels, axis: str, size: int) -> None:
-    if labels is None:
-        return
-    labels = list(labels)
-    if len(labels) != size:
-        raise ValueError(f"{len(labels)} {axis} labels for a matrix with {size} {axis}s")
-    fontsize = 8 if size <= 30 else 6
-    if axis == "key":
-        ax.set_xticks(range(size), labels, rotation=90, fontsize=fontsize)
-    else:
-        ax.set_yticks(range(size), labels, fontsize=fontsize)
-
-
-def _matrix_panels(panels: np.ndarray, query_labels, key_labels, title, panel_titles, imshow_kwargs):
-    """Shared body of plot_attention_weights and plot_mask: one image per panel, keys on x, queries on y."""
-    if panel_titles is not None and len(panel_titles) != len(panels):
-        raise ValueError(f"{len(panel_titles)} panel_titles for {len(panels)} panels")
-    n_q, n_k = panels.shape[1:]
-    side = min(max(3.0, 0.32 * max(n_q, n_k)), 7.0)
-    fig, axes = _panels(len(panels), (side + 0.8, side))
-    for p, (ax, matrix) in enumerate(zip(axes, panels)):
-        image = ax.imshow(matrix, **imshow_kwargs)
-        _label_axes(ax, key_labels, "key", n_k)
-        _label_axes(ax, query_labels, "query", n_q)
-        ax.set(xlabel="key", ylabel="query")
-        if panel_titles is not None:
-            ax.set_title(str(panel_titles[p]))
-    if title:
-        fig.suptitle(title)
-    return fig, axes, image
-
-
-def plot_attention_weights(weights, query_labels: Sequence[str] | None = None,
-                           key_labels: Sequence[str] | None = None, title: str | None = None,
-                           panel_titles: Sequence[str] | None = None, annotate: bool | None = None,
-                           cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None) -> Figure:
-    """Heat map of attention weights (any matrix, e.g. outputs) with token labels: keys on x, queries on y.
-
-    weights: (N_q, N_k), or (P, N_q, N_k) for P panels (e.g. heads), leading size-1 dims allowed; tensor or array.
-    query_labels (N_q) / key_labels (N_k): token strings; annotate: write each value in its cell (default: when the
-    matrix is at most 12 x 12). vmin / vmax: colour range (default: the data range).
-    """
-    panels = _as_panels(weights, "weights").astype(float)
-    annotate = max(panels.shape[1:]) <= 12 if annotate is None else annotate
-    vmin = np.nanmin(panels) if vmin is None else vmin
-    vmax = np.nanmax(panels) if vmax is None else vmax
-    fig, axes, image = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
-                                      {"cmap": cmap, "vmin": vmin, "vmax": vmax})
-    if annotate:
-        middle = (vmin + vmax) / 2
-        for ax, matrix in zip(axes, panels):
-            for (i, j), value in np.ndenumerate(matrix):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > middle else "white")
-    fig.colorbar(image, ax=axes, shrink=0.8)
-    return fig
-
-
-def plot_mask(mask, query_labels: Sequence[str] | None = None, key_labels: Sequence[str] | None = None,
-              title: str | None = None, panel_titles: Sequence[str] | None = None) -> Figure:
-    """Picture of a boolean attention mask (True = may attend, drawn dark; False = blocked, light).
-
-    mask: (N_q, N_k), (P, N_q, N_k) for P panels (e.g. the batch of a padding mask), broadcast shapes with size-1
-    dims such as (B, 1, 1, N_k) -> one row per batch element; a 1-D (N_k,) mask is drawn as one row.
-    """
-    array = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
-    if array.dtype != bool:
-        raise ValueError(f"mask must be boolean (True = may attend), got dtype {array.dtype}; use mask.bool()")
-    if array.ndim == 4 and array.shape[1:3] == (1, 1):                   # padding mask (B, 1, 1, N_k): a row each
-        array = array[:, 0, 0, :]
-    panels = _as_panels(array, "mask").astype(float)
-    cmap = ListedColormap(["#f1f1f1", "#2b5f9e"])
-    fig, axes, _ = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
-                                  {"cmap": cmap, "vmin": 0, "vmax": 1})
-    for ax in axes:
-        ax.set_xticks(np.arange(-0.5, panels.shape[2], 1), minor=True)
-        ax.set_yticks(np.arange(-0.5, panels.shape[1], 1), minor=True)
-        ax.grid(which="minor", color="white", lw=0.5)
-    axes[-1].legend(handles=[Patch(color="#2b5f9e", label="True: may attend"),
-                             Patch(color="#f1f1f1", label="False: blocked")],
-                    loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
-    return fig
-
-
-def _check_encoding(encoding) -> np.ndarray:
-    array = encoding.detach().cpu().double().numpy() if isinstance(encoding, Tensor) else np.asarray(encoding, float)
-    if array.ndim != 2:
-        raise ValueError(f"encoding must have shape (n_positions, d_model), got {array.shape}")
-    return array
-
-
-def plot_positional_encoding(encoding, dims: Sequence[int] | None = None, title: str | None = None) -> Figure:
-    """Positional encodings p_t (n_positions, d_model): the matrix as an image (position x dimension) and a few
-    dimensions as curves over t (default: the sine dims 0, ~d/8, ~d/4, ~d/2 -- fast to slow sinusoids)."""
-    array = _check_encoding(encoding)
-    n_positions, d_model = array.shape
-    if dims is None:                                                     # sin components, fast to slow
-        dims = sorted({2 * (d_model // 2 // f) for f in (d_model, 8, 4, 2)} - {d_model})
-    if any(not 0 <= i < d_model for i in dims):
-        raise ValueError(f"dims {dims} out of range for d_model={d_model}")
-    fig, (image_ax, curve_ax) = _panels(2, (5.0, 3.6))
-    image = image_ax.imshow(array, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    image_ax.set(xlabel="dimension", ylabel="position t", title="p_t")
-    fig.colorbar(image, ax=image_ax, shrink=0.8)
-    t = np.arange(n_positions)
-    for i in dims:
-        curve_ax.plot(t, array[:, i], label=f"dim {i}")
-    curve_ax.set(xlabel="position t", ylabel="value", title="some dimensions of p_t")
-    curve_ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-def relative_position_similarity(encoding, starts: Sequence[int] = (0,), max_offset: int | None = None) -> np.ndarray:
-    """Dot products p_t . p_{t+k} for each start t in `starts` and k = 0 .. max_offset (question 1(c)).
-
-    encoding (n_positions, d_model); max_offset defaults to the largest k valid for every start.
-    Returns (len(starts), max_offset + 1).
-    === BEGIN INSTRUCTOR ONLY ===
-    For sinusoidal encodings every row is the same function of k alone, sum_i cos(k w_i): the similarity depends on
-    the relative position only.
-    === END INSTRUCTOR ONLY ===
-    """
-    array = _check_encoding(encoding)
-    starts = list(starts)
-    if not starts or min(starts) < 0 or max(starts) >= len(array):
-        raise ValueError(f"starts {starts} must be non-empty positions in [0, {len(array) - 1}]")
-    limit = len(array) - 1 - max(starts)
-    max_offset = limit if max_offset is None else max_offset
-    if not 0 <= max_offset <= limit:
-        raise ValueError(f"max_offset={max_offset} needs positions up to {max(starts) + max_offset}, but the encoding "
-                         f"has {len(array)} positions")
-    return np.stack([array[t + np.arange(max_offset + 1)] @ array[t] for t in starts])
-
-
-def plot_relative_position_similarity(encoding, starts: Sequence[int] = (0, 10, 25), max_offset: int | None = None,
-                                      title: str | None = None) -> Figure:
-    """p_t . p_{t+k} vs the offset k, one curve per start t (relative_position_similarity), question 1(c)."""
-    similarity = relative_position_similarity(encoding, starts, max_offset)
-    fig, (ax,) = _panels(1, (6.0, 3.6))
-    offsets = np.arange(similarity.shape[1])
-    for t, row, style in zip(starts, similarity, ["-", "--", ":", "-."] * len(similarity)):
-        ax.plot(offsets, row, style, lw=1.8, label=f"t = {t}")
-    ax.set(xlabel="offset k", ylabel="p_t . p_{t+k}", title=title or "similarity of positions k apart")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def _curve(history, metric: str, x: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(x, y) points of one metric of one run, or None when the run lacks it. NaN values are dropped."""
-    if isinstance(history, pd.DataFrame):
-        if metric not in history.columns:
-            return None
-        xs = history[x].to_numpy(float) if x in history.columns else np.arange(1, len(history) + 1, dtype=float)
-        ys = history[metric].to_numpy(float)
-    elif isinstance(history, Mapping):
-        if metric not in history:
-            return None
-        values = list(history[metric])
-        if values and isinstance(values[0], (tuple, list)):             # [(x, y), ...]
-            xs, ys = (np.asarray(c, dtype=float) for c in zip(*values))
-        else:
-            ys = np.asarray(values, dtype=float)
-            common = history.get(x)
-            same_length = common is not None and len(common) == len(ys)
-            xs = np.asarray(common, float) if same_length else np.arange(1, len(ys) + 1, dtype=float)
-    else:
-        raise ValueError(f"a run must be a DataFrame or a mapping metric -> values, got {type(history).__name__}")
-    keep = np.isfinite(ys)
-    return xs[keep], ys[keep]
-
-
-def plot_training_curves(runs: Mapping[str, object], metrics: Sequence[str] | None = None, x: str = "step",
-                         title: str | None = None, ylabel: str = "loss", logy: bool = False) -> Figure:
-    """Training / validation curves of several runs on one axes (e.g. {"softmax": h1, "performer": h2}).
-
-    runs: run name -> history, a history being either a pandas DataFrame with an `x` column and one column per
-    metric (NaN where a metric was not measured), or a mapping metric -> values, where values are a list of numbers
-    (plotted against history[x] when it has the same length, else 1, 2, ...) or a list of (x, y) pairs.
-    metrics: which to draw (default: every metric any run has, except x). One colour per run, one line style per
-    metric (solid, dashed, ...).
-    """
-    if not isinstance(runs, Mapping) or not runs:
-        raise ValueError("runs must be a non-empty mapping run name -> history")
-    if metrics is None:
-        names = [list(h.columns) if isinstance(h, pd.DataFrame) else list(h) for h in runs.values()]
-        metrics = [m for m in dict.fromkeys(n for group in names for n in group) if m != x]
-    fig, (ax,) = _panels(1, (7.0, 4.0))
-    styles = ["-", "--", ":", "-."]
-    drawn = 0
-    for color, (run, history) in zip(_colors(len(runs)), runs.items()):
-        for m, metric in enumerate(metrics):
-            points = _curve(history, metric, x)
-            if points is not None and len(points[0]):
-                ax.plot(*points, styles[m % len(styles)], color=color, marker="." if len(points[0]) < 30 else None,
-                        label=f"{run} - {metric}")
-                drawn += 1
-    if not drawn:
-        raise ValueError(f"none of the runs has any of the metrics {list(metrics)}")
-    ax.set(xlabel=x, ylabel=ylabel, title=title or "training curves")
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def _colors(n: int) -> list:
-    """n distinct colours from matplotlib's default cycle (tab10; tab20 beyond 10)."""
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]

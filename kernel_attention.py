@@ -6,15 +6,17 @@ Read top to bottom:
                                 broadcastable to (B, H, N_q, N_k).
 2. Softmax attention         -- scaled dot-product attention (eq. 1) and multi-head attention.
 3. Positional encoding       -- sinusoids and the matrix M with p_{t+1} = M p_t (question 1(c)).
-4. Kernel feature maps       -- small nn.Modules phi: (..., N, D) -> (..., N, F), randomness drawn in one place
-                                (`redraw(generator)`): random Fourier features (eq. 4), the softmax kernel through the
-                                Gaussian kernel (question 3(a) i-ii), Performer FAVOR+, elu(x)+1, degree-2 polynomial.
-5. Kernel attention          -- the explicit N x N reference, linear attention (eq. 2, O(N F M)), causal linear
-                                attention with S_i and Z_i (eq. 6): a plain loop and a fast chunked version.
+4. Kernel feature maps       -- small nn.Modules phi: (..., N, D) -> (..., N, n_features), randomness drawn in
+                                one place (`redraw(generator)`): random Fourier features (eq. 4), the softmax kernel
+                                through the Gaussian kernel (question 3(a) i-ii), Performer FAVOR+, elu(x)+1, degree-2
+                                polynomial.
+5. Kernel attention          -- the explicit N x N reference, linear attention (eq. 2, O(N n_features M)), causal
+                                linear attention with S_i and Z_i (eq. 6): a plain loop and a fast chunked version.
 6. PerformerAttention        -- a drop-in replacement for MultiHeadAttention built on 4 and 5.
 
-Shapes: B batch, H heads, N / N_q / N_k sequence lengths, D query/key width, M value width, F feature count
-(F = 2 D_r for random Fourier features, D_r = number of random vectors).
+Shapes: B batch, H heads, N / N_q / N_k sequence lengths, D query/key width, M value width, n_features feature count
+(2 n_random for random Fourier features, n_random for FAVOR+). n_random is the number of random vectors w_i (the
+homework's D_random); its default everywhere is DEFAULT_N_RANDOM. `F` is always torch.nn.functional.
 
 You implement every function whose body raises `NotImplementedError` in your copy; everything else is provided.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "sinusoidal_positional_encoding",
     "positional_shift_matrix",
     "PositionalEncoding",
+    "DEFAULT_N_RANDOM",
     "FeatureMap",
     "RandomFourierFeatures",
     "SoftmaxRandomFourierFeatures",
@@ -383,12 +386,14 @@ class PositionalEncoding(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 4. Kernel feature maps phi: (..., N, D) -> (..., N, F), with sim(q, k) ~ phi(q) . phi(k)
+# 4. Kernel feature maps phi: (..., N, D) -> (..., N, n_features), with sim(q, k) ~ phi(q) . phi(k)
 # ----------------------------------------------------------------------------------------------------------------------
+
+DEFAULT_N_RANDOM = 64  # random vectors w_i of a random feature map, unless the caller chooses (the homework's D_random)
 
 
 class FeatureMap(nn.Module, abc.ABC):
-    """Base class: `n_features` is F; random maps draw all their randomness in `redraw(generator)`.
+    """Base class: `n_features` is the feature count; random maps draw all their randomness in `redraw(generator)`.
 
     redraw(generator=None) uses torch's global RNG when generator is None, so torch.manual_seed(s) fixes the features;
     a torch.Generator gives an independent reproducible stream. Random draws are made on the CPU (or on the
@@ -402,7 +407,7 @@ class FeatureMap(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """Each feature map defines phi: x (..., N, D) -> phi(x) (..., N, F); is_query tells queries from keys."""
+        """phi: x (..., N, D) -> phi(x) (..., N, n_features); is_query tells queries from keys."""
 
     @staticmethod
     def _check_sizes(d: int, n_random: int) -> None:
@@ -424,17 +429,20 @@ def _draw_device(generator: torch.Generator | None) -> torch.device:
 class RandomFourierFeatures(FeatureMap):
     """Random Fourier features for the Gaussian kernel (Rahimi & Recht 2007), eq. (4):
 
-        phi_random(x) = sqrt(1/D_r) [sin(w_1 . x), ..., sin(w_Dr . x), cos(w_1 . x), ..., cos(w_Dr . x)],  F = 2 D_r.
+        phi_random(x) = sqrt(1/n_random) [sin(w_1 . x), ..., sin(w_n_random . x),
+                                          cos(w_1 . x), ..., cos(w_n_random . x)],     n_features = 2 n_random.
 
     `redraw` draws the w_i so that E[phi(q) . phi(k)] = K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)).
     === BEGIN INSTRUCTOR ONLY ===
-    phi(q) . phi(k) = (1/D_r) sum_i cos(w_i . (q - k)), and E[cos(w . u)] = exp(-s^2 ||u||^2 / 2) for w ~ N(0, s^2 I).
+    phi(q) . phi(k) = (1/n_random) sum_i cos(w_i . (q - k)), and E[cos(w . u)] = exp(-s^2 ||u||^2 / 2)
+    for w ~ N(0, s^2 I).
     Eq. (5) as printed (w ~ N(0, sigma^2 I)) therefore gives exp(-sigma^2 ||q-k||^2 / 2); to get the Gaussian kernel
     K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) this module draws w ~ N(0, sigma^-2 I).
     === END INSTRUCTOR ONLY ===
 
-    Args: d (input width D), n_random (D_r), sigma2 (sigma^2; default sqrt(D), the value of question 3(a)i).
-    Buffer `omega` (D, D_r) holds w_1 .. w_Dr as columns.
+    Args: d (input width D), n_random (number of random vectors), sigma2 (sigma^2; default sqrt(D), the value of
+    question 3(a)i).
+    Buffer `omega` (D, n_random) holds w_1 .. w_n_random as columns.
     """
 
     def __init__(self, d: int, n_random: int, sigma2: float | None = None):
@@ -449,16 +457,16 @@ class RandomFourierFeatures(FeatureMap):
         self.redraw()
 
     def redraw(self, generator: torch.Generator | None = None) -> None:
-        """Draw w_1 .. w_Dr (the columns of omega) so that E[phi(q) . phi(k)] = K_Gauss(q, k)."""
+        """Draw w_1 .. w_n_random (the columns of omega) so that E[phi(q) . phi(k)] = K_Gauss(q, k)."""
         omega = torch.randn(self.d, self.n_random, generator=generator, device=_draw_device(generator))
         self.omega = (omega / math.sqrt(self.sigma2)).to(self.omega)    # reassign, never in place (autograd-safe)
 
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """x (..., N, D) -> phi_random(x) (..., N, 2 D_r), eq. (4). is_query is unused (same map for q and k)."""
+        """x (..., N, D) -> phi_random(x) (..., N, 2 n_random), eq. (4). is_query is unused (same map for q and k)."""
         self._check_input(x, self.d)
         ### BEGIN SOLUTION
-        projection = x @ self.omega.to(x.dtype)                         # (..., N, D_r): w_i . x
-        features = torch.cat([torch.sin(projection), torch.cos(projection)], dim=-1)   # (..., N, 2 D_r)
+        projection = x @ self.omega.to(x.dtype)                         # (..., N, n_random): w_i . x
+        features = torch.cat([torch.sin(projection), torch.cos(projection)], dim=-1)   # (..., N, 2 n_random)
         return features / math.sqrt(self.n_random)
         ### END SOLUTION
 
@@ -466,16 +474,17 @@ class RandomFourierFeatures(FeatureMap):
 class SoftmaxRandomFourierFeatures(FeatureMap):
     """The softmax similarity exp(q . k / sqrt(D)) approximated with random Fourier features, question 3(a) i-ii.
 
-    phi_sm (..., N, 2 D_r) is the feature map you derive in 3(a) i-ii from the Gaussian kernel with sigma^2 = sqrt(D)
-    and the random Fourier features `self.rff` of eq. (4), such that E[phi_sm(q) . phi_sm(k)] = exp(q . k / sqrt(D)).
+    phi_sm (..., N, 2 n_random) is the feature map you derive in 3(a) i-ii from the Gaussian kernel with
+    sigma^2 = sqrt(D) and the random Fourier features `self.rff` of eq. (4), such that
+    E[phi_sm(q) . phi_sm(k)] = exp(q . k / sqrt(D)).
     === BEGIN INSTRUCTOR ONLY ===
     With sigma^2 = sqrt(D):  exp(q . k / sqrt(D)) = exp(||q||^2 / (2 sigma^2)) K_Gauss(q, k) exp(||k||^2 / (2 sigma^2)),
     so with random Fourier features for K_Gauss
 
-        phi_sm(x) = exp(||x||^2 / (2 sigma^2)) phi_random(x)   (..., N, 2 D_r),
+        phi_sm(x) = exp(||x||^2 / (2 sigma^2)) phi_random(x)   (..., N, 2 n_random),
         E[phi_sm(q) . phi_sm(k)] = exp(q . k / sqrt(D))          (unbiased, but not positive: the normaliser can be
                                                                   near 0 or negative -- see the 3(a)iii experiment).
-    Attention with these features costs O(N D_r (D + M)) instead of O(N^2 max(D, M)).
+    Attention with these features costs O(N n_random (D + M)) instead of O(N^2 max(D, M)).
     === END INSTRUCTOR ONLY ===
     """
 
@@ -491,11 +500,11 @@ class SoftmaxRandomFourierFeatures(FeatureMap):
         self.rff.redraw(generator)
 
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """x (..., N, D) -> phi_sm(x) (..., N, 2 D_r), built on self.rff (phi_random of eq. 4)."""
+        """x (..., N, D) -> phi_sm(x) (..., N, 2 n_random), built on self.rff (phi_random of eq. 4)."""
         self._check_input(x, self.d)
         ### BEGIN SOLUTION
         scale = torch.exp(x.pow(2).sum(dim=-1, keepdim=True) / (2 * self.sigma2))   # (..., N, 1)
-        return scale * self.rff(x)                                                  # (..., N, 2 D_r)
+        return scale * self.rff(x)                                                  # (..., N, 2 n_random)
         ### END SOLUTION
 
 
@@ -524,7 +533,8 @@ def orthogonal_gaussian_matrix(n_rows: int, d: int, generator: torch.Generator |
 class FavorPositiveFeatures(FeatureMap):
     """Performer FAVOR+ positive random features (Choromanski et al. 2021):
 
-        phi(x) = exp(w_i . x' - ||x'||^2 / 2) / sqrt(m),  i = 1 .. m,   x' = x / D^(1/4),   F = m,
+        phi(x) = exp(w_i . x' - ||x'||^2 / 2) / sqrt(n_random),  i = 1 .. n_random,  x' = x / D^(1/4),
+        n_features = n_random,
         E[phi(q) . phi(k)] = exp(q' . k') = exp(q . k / sqrt(D))  for w_i ~ N(0, I_D)   (positive, unbiased).
 
     Numerical stabilisation (stabilize=True, the default): exp overflows for large w . x'. A constant factor that
@@ -533,13 +543,14 @@ class FavorPositiveFeatures(FeatureMap):
       * queries (is_query=True) subtract their per-row max_i w_i . x' (the per-row ||x'||^2/2 cancels as well),
       * keys subtract the max of w_i . x' - ||x'||^2 / 2 over the whole sequence and all features,
     making every exponent <= 0 (no overflow) while the largest feature of each query, and of the key set, is exactly
-    1/sqrt(m) (never all underflowing to 0). The stabilised features equal the exact ones up to these constants; pass
-    stabilize=False to get the unbiased estimator itself. Key features then depend on the whole sequence through one
-    shared constant; it cancels exactly, also in causal attention, provided no absolute eps is added to the
+    1/sqrt(n_random) (never all underflowing to 0). The stabilised features equal the exact ones up to these constants;
+    pass stabilize=False to get the unbiased estimator itself. Key features then depend on the whole sequence through
+    one shared constant; it cancels exactly, also in causal attention, provided no absolute eps is added to the
     normaliser (PerformerAttention uses eps=0 for this reason). Padded keys take part in the key maximum.
 
-    Args: d (D), n_random (m), orthogonal (orthogonal random projections, default True), stabilize.
-    Buffer `omega` (m, D) holds w_1 .. w_m as rows.
+    Args: d (D), n_random (number of random vectors), orthogonal (orthogonal random projections, default True),
+    stabilize.
+    Buffer `omega` (n_random, D) holds w_1 .. w_n_random as rows.
     """
 
     def __init__(self, d: int, n_random: int, orthogonal: bool = True, stabilize: bool = True):
@@ -551,7 +562,7 @@ class FavorPositiveFeatures(FeatureMap):
         self.redraw()
 
     def redraw(self, generator: torch.Generator | None = None) -> None:
-        """Draw w_1 .. w_m ~ N(0, I_D): orthogonal blocks (default) or i.i.d."""
+        """Draw w_1 .. w_n_random ~ N(0, I_D): orthogonal blocks (default) or i.i.d."""
         if self.orthogonal:
             omega = orthogonal_gaussian_matrix(self.n_random, self.d, generator=generator)
         else:
@@ -559,13 +570,13 @@ class FavorPositiveFeatures(FeatureMap):
         self.omega = omega.to(self.omega)                               # reassign, never in place (autograd-safe)
 
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """x (..., N, D) -> phi(x) (..., N, m); is_query selects the stabilising constant (see the class doc)."""
+        """x (..., N, D) -> phi(x) (..., N, n_random); is_query selects the stabilising constant (see the class doc)."""
         self._check_input(x, self.d)
         ### BEGIN SOLUTION
         x = x * self.d ** -0.25                                         # x' = x / D^(1/4)
-        projection = x @ self.omega.to(x.dtype).T                       # (..., N, m): w_i . x'
+        projection = x @ self.omega.to(x.dtype).T                       # (..., N, n_random): w_i . x'
         half_norm = x.pow(2).sum(dim=-1, keepdim=True) / 2              # (..., N, 1): ||x'||^2 / 2
-        exponent = projection - half_norm                               # (..., N, m)
+        exponent = projection - half_norm                               # (..., N, n_random)
         if self.stabilize:
             if is_query:
                 exponent = projection - projection.amax(dim=-1, keepdim=True)
@@ -576,7 +587,7 @@ class FavorPositiveFeatures(FeatureMap):
 
 
 class EluFeatureMap(FeatureMap):
-    """phi(x) = elu(x) + 1 (Katharopoulos et al. 2020): positive, deterministic, F = D (d is optional)."""
+    """phi(x) = elu(x) + 1 (Katharopoulos et al. 2020): positive, deterministic, n_features = D (d is optional)."""
 
     def __init__(self, d: int | None = None):
         super().__init__()
@@ -591,7 +602,7 @@ class EluFeatureMap(FeatureMap):
 
 
 class PolynomialFeatureMap(FeatureMap):
-    """Exact degree-2 polynomial kernel: phi(x) = [1, sqrt(2) x, vec(x x^T)], F = 1 + D + D^2, so that
+    """Exact degree-2 polynomial kernel: phi(x) = [1, sqrt(2) x, vec(x x^T)], n_features = 1 + D + D^2, so that
 
         phi(q) . phi(k) = 1 + 2 q . k + (q . k)^2 = (1 + q . k)^2     (no approximation; O(N D^2 M) attention).
     """
@@ -611,7 +622,7 @@ class PolynomialFeatureMap(FeatureMap):
         return torch.cat([ones, math.sqrt(2) * x, outer], dim=-1)
 
 
-def make_feature_map(name: str, d: int, n_random: int = 64) -> FeatureMap:
+def make_feature_map(name: str, d: int, n_random: int = DEFAULT_N_RANDOM) -> FeatureMap:
     """Feature map by name: "favor+", "favor+iid" (i.i.d. projections), "softmax_rff", "rff", "elu", "polynomial"."""
     maps = {
         "favor+": lambda: FavorPositiveFeatures(d, n_random, orthogonal=True),
@@ -662,8 +673,8 @@ def kernel_attention_quadratic(phi_q: Tensor, phi_k: Tensor, v: Tensor, mask: Te
     """Explicit O(N^2) kernel attention, the reference for eq. (2): A = phi_q phi_k^T, masked entries set to 0,
     out_i = sum_j A_ij V_j / (sum_j A_ij + eps).
 
-    phi_q (..., N_q, F), phi_k (..., N_k, F), v (..., N_k, M), mask bool (True = may attend) broadcastable to
-    (..., N_q, N_k)  ->  out (..., N_q, M) [, weights (..., N_q, N_k) = A / (row sum + eps)].
+    phi_q (..., N_q, n_features), phi_k (..., N_k, n_features), v (..., N_k, M), mask bool (True = may attend)
+    broadcastable to (..., N_q, N_k)  ->  out (..., N_q, M) [, weights (..., N_q, N_k) = A / (row sum + eps)].
     """
     batch = _check_kernel_inputs(phi_q, phi_k, v)
     _check_mask("mask", mask, (*batch, phi_q.shape[-2], phi_k.shape[-2]))
@@ -677,19 +688,20 @@ def kernel_attention_quadratic(phi_q: Tensor, phi_k: Tensor, v: Tensor, mask: Te
 
 def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
                      eps: float = 1e-6) -> Tensor:
-    """Non-causal linear attention, eq. (2) computed right to left in O(N F M), never forming an N x N matrix:
+    """Non-causal linear attention, eq. (2) computed right to left in O(N n_features M), never forming an N x N matrix:
 
         V'_i = phi(Q_i)^T (sum_j phi(K_j) V_j^T) / (phi(Q_i)^T sum_j phi(K_j) + eps).
 
-    phi_q (..., N_q, F), phi_k (..., N_k, F), v (..., N_k, M), key_padding_mask (..., N_k) bool True = real token
-    (broadcastable to phi_k.shape[:-1]; padded keys are excluded from numerator and normaliser) -> (..., N_q, M).
+    phi_q (..., N_q, n_features), phi_k (..., N_k, n_features), v (..., N_k, M), key_padding_mask (..., N_k) bool
+    True = real token (broadcastable to phi_k.shape[:-1]; padded keys are excluded from numerator and normaliser)
+    -> (..., N_q, M).
     A query whose normaliser + eps is 0 (e.g. every key padded and eps=0) gets a zero output (use _divide_or_zero).
     """
     _check_kernel_inputs(phi_q, phi_k, v)
     phi_k, v = _drop_padded_keys(phi_k, v, key_padding_mask)
     ### BEGIN SOLUTION
-    kv = phi_k.transpose(-2, -1) @ v                                    # (..., F, M): sum_j phi(K_j) V_j^T
-    z = phi_k.sum(dim=-2)                                               # (..., F):    sum_j phi(K_j)
+    kv = phi_k.transpose(-2, -1) @ v                                    # (..., n_features, M): sum_j phi(K_j) V_j^T
+    z = phi_k.sum(dim=-2)                                               # (..., n_features):    sum_j phi(K_j)
     numerator = phi_q @ kv                                              # (..., N_q, M)
     normaliser = (phi_q * z[..., None, :]).sum(dim=-1, keepdim=True)    # (..., N_q, 1)
     return _divide_or_zero(numerator, normaliser + eps)
@@ -707,13 +719,13 @@ def causal_linear_attention_reference(phi_q: Tensor, phi_k: Tensor, v: Tensor, e
     """Causal linear attention written with S_i and Z_i of eq. (6), position by position (question 3(b), optional):
     readable and slow (a Python loop over positions).
 
-        S_i = sum_{j<=i} phi(K_j) V_j^T   (..., F, M),      Z_i = sum_{j<=i} phi(K_j)   (..., F)
+        S_i = sum_{j<=i} phi(K_j) V_j^T   (..., n_features, M),      Z_i = sum_{j<=i} phi(K_j)   (..., n_features)
 
     Output i may use keys and values j <= i only; add eps to the normaliser (as linear_attention does).
-    phi_q (..., N, F), phi_k (..., N, F), v (..., N, M) -> (..., N, M).
+    phi_q (..., N, n_features), phi_k (..., N, n_features), v (..., N, M) -> (..., N, M).
     === BEGIN INSTRUCTOR ONLY ===
         S_i = S_{i-1} + phi(K_i) V_i^T,   Z_i = Z_{i-1} + phi(K_i),   V'_i = phi(Q_i)^T S_i / (phi(Q_i)^T Z_i + eps)
-    O(N F M) time, O(F M) state.
+    O(N n_features M) time, O(n_features M) state.
     === END INSTRUCTOR ONLY ===
     """
     _check_causal_inputs(phi_q, phi_k, v)
@@ -725,7 +737,8 @@ def causal_linear_attention_reference(phi_q: Tensor, phi_k: Tensor, v: Tensor, e
     z = torch.zeros(*batch, n_features, dtype=dtype, device=v.device)          # Z_0 = 0
     outputs = []
     for i in range(n):
-        k_i, v_i, q_i = phi_k[..., i, :], v[..., i, :], phi_q[..., i, :]       # (..., F), (..., M), (..., F)
+        # k_i (..., n_features), v_i (..., M), q_i (..., n_features)
+        k_i, v_i, q_i = phi_k[..., i, :], v[..., i, :], phi_q[..., i, :]
         s = s + k_i[..., :, None] * v_i[..., None, :]                          # S_i = S_{i-1} + phi(K_i) V_i^T
         z = z + k_i                                                            # Z_i = Z_{i-1} + phi(K_i)
         numerator = (q_i[..., None, :] @ s).squeeze(-2)                        # (..., M)
@@ -740,12 +753,13 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size:
     """Causal linear attention, fast (question 3(b), optional): equals causal_linear_attention_reference, without a
     Python loop over single positions. Suggestion: cut the sequence into chunks of C = chunk_size positions.
 
-    phi_q (..., N, F), phi_k (..., N, F), v (..., N, M), key_padding_mask (..., N) bool True = real token
-    (padded keys are excluded from numerator and normaliser) -> (..., N, M).
+    phi_q (..., N, n_features), phi_k (..., N, n_features), v (..., N, M), key_padding_mask (..., N) bool
+    True = real token (padded keys are excluded from numerator and normaliser) -> (..., N, M).
     === BEGIN INSTRUCTOR ONLY ===
     Inside a chunk the masked quadratic form (C x C, lower-triangular) is used; across chunks the running state
-    S (..., F, M) and Z (..., F) of eq. (6) is carried. Time O(N (C F + C M + F M)), extra memory O(C^2 + F M) per
-    batch element -- no per-position outer products phi(K_j) V_j^T are ever materialised.
+    S (..., n_features, M) and Z (..., n_features) of eq. (6) is carried. Time O(N (C n_features + C M + n_features M)),
+    extra memory O(C^2 + n_features M) per batch element -- no per-position outer products phi(K_j) V_j^T are ever
+    materialised.
     === END INSTRUCTOR ONLY ===
     """
     _check_causal_inputs(phi_q, phi_k, v)
@@ -783,7 +797,7 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size:
 
 class PerformerAttention(MultiHeadAttention):
     """Drop-in replacement for MultiHeadAttention (same constructor first arguments, same forward signature) that
-    computes each head with kernelized linear attention: O(N m Dh) instead of O(N^2 Dh).
+    computes each head with kernelized linear attention: O(N n_random Dh) instead of O(N^2 Dh).
 
     feature_map: "favor+" (default, approximates softmax), "favor+iid", "softmax_rff", "rff", "elu", "polynomial"
     (see make_feature_map) or a FeatureMap instance; one feature map of input width Dh is shared by all heads.
@@ -802,7 +816,7 @@ class PerformerAttention(MultiHeadAttention):
     """
 
     def __init__(self, d_model: int, n_heads: int, d_key_value: int | None = None, dropout: float = 0.0,
-                 bias: bool = True, n_random: int = 64, feature_map: str | FeatureMap = "favor+",
+                 bias: bool = True, n_random: int = DEFAULT_N_RANDOM, feature_map: str | FeatureMap = "favor+",
                  redraw_features: bool = False, chunk_size: int = 64, eps: float = 0.0):
         super().__init__(d_model, n_heads, d_key_value, dropout, bias)
         if isinstance(feature_map, FeatureMap):
@@ -839,8 +853,8 @@ class PerformerAttention(MultiHeadAttention):
             self.feature_map.redraw()
         out_dtype = q.dtype
         q, k, v = _upcast(q, k, v)
-        phi_q = self.feature_map(q, is_query=True)                      # (B, H, N_q, F)
-        phi_k = self.feature_map(k, is_query=False)                     # (B, H, N_k, F)
+        phi_q = self.feature_map(q, is_query=True)                      # (B, H, N_q, n_features)
+        phi_k = self.feature_map(k, is_query=False)                     # (B, H, N_k, n_features)
         keys = key_padding_mask[:, None, :] if key_padding_mask is not None else None   # (B, 1, N_k)
         if causal:
             out = self._causal(phi_q, phi_k, v, keys)

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import run_flags
+
 REPO_ROOT = Path(__file__).resolve().parent
 BUILD_DIR = REPO_ROOT / "build" / "visualizing_bert"
 ASSETS_DIR = REPO_ROOT / "assets" / "bertviz"
@@ -100,7 +102,7 @@ def hub_unavailable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
 
     Respects ``HF_HUB_OFFLINE`` (no network call at all) and otherwise sends one HEAD request with a short timeout.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+    if run_flags.flag("HF_HUB_OFFLINE"):
         return "HF_HUB_OFFLINE=1 is set"
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     try:
@@ -214,6 +216,8 @@ def load_causal_lm(prefer_hub: bool = True) -> LoadedModel:
     """Causal LM for part (a): gpt2 from the hub, or the packaged SmolLM2-135M (no trained GPT-2 exists offline)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # The hub-or-offline shape of load_bert; what they share is _from_hub, the rest (model class, offline package,
+    # the reason given) differs per model.
     hub, reason = _from_hub(prefer_hub, HUB_CAUSAL_LM, lambda: (
         AutoModelForCausalLM.from_pretrained(HUB_CAUSAL_LM, attn_implementation="eager").eval(),
         AutoTokenizer.from_pretrained(HUB_CAUSAL_LM)))
@@ -461,41 +465,6 @@ def attention_between(loaded: LoadedModel, text: str, query: str, key: str, text
     return [(int(f) // weights.shape[1], int(f) % weights.shape[1], float(weights.flatten()[f])) for f in order]
 
 
-def plot_head_statistics(stats_by_model: dict[str, dict], title: str = "Attention statistics per head"):
-    """Heat maps (layer x head) of each statistic, one row per model, shared colour scale per column; returns Figure.
-
-    stats_by_model: {model name: mean_head_statistics(...) result}; statistics missing for a model are left blank.
-    """
-    import matplotlib.pyplot as plt
-
-    names = [n for n in next(iter(stats_by_model.values())) if n != "uniform entropy"]
-    n_layers = max(s[names[0]].shape[0] for s in stats_by_model.values())
-    row_height = max(2.4, 0.12 * n_layers)
-    fig, axes = plt.subplots(len(stats_by_model), len(names), squeeze=False, constrained_layout=True,
-                             figsize=(2.6 * len(names) + 1, row_height * len(stats_by_model) + 0.6))
-    for col, name in enumerate(names):
-        values = [s[name] for s in stats_by_model.values() if name in s]
-        vmax = max(float(np.max(v)) for v in values) if name == "entropy" else 1.0
-        for row, (model_name, stats) in enumerate(stats_by_model.items()):
-            ax = axes[row, col]
-            if name not in stats:
-                ax.axis("off")
-                continue
-            image = ax.imshow(stats[name], vmin=0.0, vmax=vmax, cmap="viridis", aspect="auto")
-            label = f"{name} (nats)" if name == "entropy" else f"attention {name}" if name.startswith("to") \
-                else f"{name} weight"
-            ax.set_title(f"{model_name}\n{label}", fontsize=8)
-            ax.set_xlabel("head")
-            ax.set_ylabel("layer")
-            ax.set_xticks(range(stats[name].shape[1]))
-            ax.set_yticks(range(0, stats[name].shape[0], 1 if stats[name].shape[0] <= 12 else 3))
-            ax.tick_params(labelsize=6)
-            if row == len(stats_by_model) - 1:
-                fig.colorbar(image, ax=axes[:, col], shrink=0.8)
-    fig.suptitle(title)
-    return fig
-
-
 # --------------------------------------------------------------------------- query/key (neuron view) models
 class LlamaQueryKeyView(nn.Module):
     """Wraps a Llama-family HF model so that bertviz's neuron_view.show can draw its queries and keys.
@@ -682,21 +651,3 @@ def show(bertviz_html) -> None:
         load_libraries()
     display(HTML(html))
 
-
-def export_notebook_html(notebook_path, html_path) -> Path:
-    """Export an executed notebook to HTML that needs no network (nbconvert's page loads require.js and MathJax from
-    a CDN: require.js is inlined from assets/bertviz as a data: URL, MathJax left out, so math stays as TeX)."""
-    import base64
-
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    requirejs = base64.b64encode((ASSETS_DIR / "require-2.3.6.js").read_bytes()).decode("ascii")
-    exporter = HTMLExporter(template_name="lab")
-    exporter.require_js_url = f"data:text/javascript;base64,{requirejs}"
-    exporter.mathjax_url = "data:text/javascript;base64,"
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
-    html_path = Path(html_path)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding="utf-8")
-    return html_path

@@ -91,29 +91,30 @@ def linear_variants(module, args: argparse.Namespace, device: torch.device, suff
     b, h, d = BATCH, HEADS, HEAD_DIM
     tag = "" if not suffix else f" [{suffix.strip('_')}]"
     variants = []
-    for m in args.n_random:
-        fm = favor(module, m, device)
+    for n_random in args.n_random:
+        fm = favor(module, n_random, device)
         variants.append(Variant(
-            f"favor{m}_linear{suffix}", f"FAVOR+ m={m} linear{tag}", 1,
+            f"favor{n_random}_linear{suffix}", f"FAVOR+ m={n_random} linear{tag}", 1,
             lambda q, k, v, fm=fm: lambda: module.linear_attention(fm(q, is_query=True), fm(k), v),
-            lambda n, m=m: flops.favor_features(b, h, n, d, m) + flops.linear_attention(b, h, n, m, d)))
+            lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
+            + flops.linear_attention(b, h, n, n_random, d)))
     c = args.chunk_size
-    for m in args.causal_n_random:
-        fm = favor(module, m, device)
+    for n_random in args.causal_n_random:
+        fm = favor(module, n_random, device)
         variants += [
-            Variant(f"favor{m}_causal_chunked{suffix}", f"FAVOR+ m={m} causal chunked (C={c}){tag}", 1,
+            Variant(f"favor{n_random}_causal_chunked{suffix}", f"FAVOR+ m={n_random} causal chunked (C={c}){tag}", 1,
                     lambda q, k, v, fm=fm: lambda: module.causal_linear_attention(fm(q, is_query=True), fm(k), v,
                                                                                   chunk_size=c),
-                    lambda n, m=m: flops.favor_features(b, h, n, d, m)
-                    + flops.causal_linear_attention_chunked(b, h, n, m, d, c)),
-            Variant(f"favor{m}_causal_scan{suffix}", f"causal chunked scan only, m={m}{tag}", 1,
+                    lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
+                    + flops.causal_linear_attention_chunked(b, h, n, n_random, d, c)),
+            Variant(f"favor{n_random}_causal_scan{suffix}", f"causal chunked scan only, m={n_random}{tag}", 1,
                     lambda q, k, v, fm=fm: scan_only(module, fm, q, k, v, c),
-                    lambda n, m=m: flops.causal_linear_attention_chunked(b, h, n, m, d, c)),
-            Variant(f"favor{m}_causal_reference{suffix}", f"FAVOR+ m={m} causal reference loop{tag}", 1,
+                    lambda n, n_random=n_random: flops.causal_linear_attention_chunked(b, h, n, n_random, d, c)),
+            Variant(f"favor{n_random}_causal_reference{suffix}", f"FAVOR+ m={n_random} causal reference loop{tag}", 1,
                     lambda q, k, v, fm=fm: lambda: module.causal_linear_attention_reference(fm(q, is_query=True),
                                                                                             fm(k), v),
-                    lambda n, m=m: flops.favor_features(b, h, n, d, m)
-                    + flops.causal_linear_attention_loop(b, h, n, m, d),
+                    lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
+                    + flops.causal_linear_attention_loop(b, h, n, n_random, d),
                     max_n=args.reference_max_n, backward=False),
         ]
     return variants

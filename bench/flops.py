@@ -1,9 +1,9 @@
 """Analytic floating-point operation counts of the benchmarked attention variants.
 
 Convention: one multiply-add = 2 FLOPs; a matmul (a x b) @ (b x c) costs 2 a b c. Shapes: B batch, H heads,
-N sequence length (N_q = N_k = N), D query/key width, M value width, m = D_random (FAVOR+ features, F = m),
+N sequence length (N_q = N_k = N), D query/key width, M value width, m feature count (FAVOR+: m = n_random),
 C chunk size of the chunked causal scan. Elementwise work (exp, divisions, sums) is counted where it is a full
-pass over an (N, F) or (N, M) tensor, because on a CPU it costs as much memory traffic as a small matmul; the
+pass over an (N, m) or (N, M) tensor, because on a CPU it costs as much memory traffic as a small matmul; the
 totals are dominated by the matmul terms, which `tests/test_bench.py` checks against torch's FlopCounterMode.
 
     softmax attention (SDPA, module)   4 B H N^2 D            (Q K^T and A V; D = M)  + 3 B H N^2 (scale, exp, norm)
@@ -34,7 +34,7 @@ def favor_features(b: int, h: int, n: int, d: int, n_random: int) -> float:
 
 
 def linear_attention(b: int, h: int, n: int, n_features: int, m_v: int) -> float:
-    """FLOPs of non-causal linear attention (eq. 2) from given features (..., N, F) and values (..., N, M)."""
+    """FLOPs of non-causal linear attention (eq. 2) from given features (..., N, m) and values (..., N, M)."""
     return b * h * (4.0 * n * n_features * m_v + 3.0 * n * n_features + n * m_v)
 
 
@@ -45,7 +45,7 @@ def chunk_square_sum(n: int, chunk: int) -> int:
 
 
 def causal_linear_attention_chunked(b: int, h: int, n: int, n_features: int, m_v: int, chunk: int) -> float:
-    """FLOPs of the chunked causal scan: state terms 4 N F M plus the within-chunk C x C blocks 2 N C (F + M)."""
+    """FLOPs of the chunked causal scan: state terms 4 N m M plus the within-chunk C x C blocks 2 N C (m + M)."""
     blocks = chunk_square_sum(n, chunk)
     return b * h * (4.0 * n * n_features * m_v + 2.0 * blocks * (n_features + m_v)
                     + 3.0 * n * n_features + blocks + n * m_v)
@@ -65,8 +65,8 @@ def matmul_part(kind: str, b: int, h: int, n: int, d: int, n_random: int = 0, ch
     """Only the matmul terms of a variant (what torch's FlopCounterMode counts), for the test of these formulas.
 
     kind: "favor_features", "linear", "causal_chunked" (values of width M = d). An implementation that computes
-    the normaliser phi_q . Z with matmuls rather than elementwise adds 2 B H N F (linear, a mat-vec) or
-    B H (4 N F + 2 N C) (chunked, a column of ones appended to V).
+    the normaliser phi_q . Z with matmuls rather than elementwise adds 2 B H N m (linear, a mat-vec) or
+    B H (4 N m + 2 N C) (chunked, a column of ones appended to V).
     """
     if kind == "favor_features":
         return 2 * 2.0 * b * h * n * d * n_random

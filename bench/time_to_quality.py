@@ -91,7 +91,7 @@ def markdown(rows: list[dict], results: dict) -> str:
     head = (f"Summarizer time-to-quality ({mode}; ROUGE F1 x100 on {results.get('n_test', '?')} test pairs; "
             f"machine: {results.get('machine', 'not recorded')})\n\n"
             + (f"Source: {results['source']}\n\n" if results.get("source") else "")
-            + "| run | attention | m | steps | train time (s) | s/step | decoding | ROUGE-1 | ROUGE-2 | ROUGE-L "
+            + "| run | attention | n_random | steps | train time (s) | s/step | decoding | ROUGE-1 | ROUGE-2 | ROUGE-L "
             "| ROUGE-1 − Lead |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
     lines = []
     for r in rows:
@@ -120,11 +120,12 @@ def plot(rows: list[dict]):
     return fig
 
 
-def train_runs(steps: int | None, n_random: int, n_eval: int | None, threads: int, seed: int = 0) -> dict:
+def train_runs(steps: int | None, n_random: int | None, n_eval: int | None, threads: int, seed: int = 0) -> dict:
     """Train softmax and Performer summarizers for the same steps via the summarizer package; results-JSON schema."""
     import torch
 
     from bench.measure import cpu_model
+    from kernel_attention import DEFAULT_N_RANDOM
     from summarizer.decode import summarize
     from summarizer.evaluate import lead_summary, rouge
     from summarizer.pipeline import build_model, prepare_corpus
@@ -132,6 +133,7 @@ def train_runs(steps: int | None, n_random: int, n_eval: int | None, threads: in
     from summarizer.train import train_model
 
     torch.set_num_threads(threads)
+    n_random = n_random or DEFAULT_N_RANDOM
     run = settings()
     steps = steps or run.sweep_steps
     corpus = prepare_corpus(run, seed=seed)
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder")
     p.add_argument("--train", action="store_true", help="train softmax and Performer here instead of reading")
     p.add_argument("--steps", type=int, default=None, help="--train: steps per model (default: the 1(g) sweep's)")
-    p.add_argument("--n-random", type=int, default=64, help="--train: Performer's D_random")
+    p.add_argument("--n-random", type=int, default=None,
+                   help="--train: Performer's n_random (default: kernel_attention.DEFAULT_N_RANDOM)")
     p.add_argument("--n-eval", type=int, default=None, help="--train: test articles scored (default: all)")
     p.add_argument("--threads", type=int, default=2, help="--train: torch threads")
     args = p.parse_args(argv)

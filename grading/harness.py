@@ -337,6 +337,12 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         if student is None:
             missing[case.module_key] = problem
             continue
+        present = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in student.cells}
+        absent = [c for c in case.cells if c not in present]
+        if absent:
+            missing[case.module_key] = (f"{case.module} has no cell {', '.join(absent)} (deleted, or its nbgrader "
+                                        "metadata was changed)")
+            continue
         instructor = nbformat.read(reference.folder / case.module, as_version=4)
         (staged / f"{case.module_key}.cells.json").write_text(
             json.dumps(notebook_cells(instructor, student, case.cells, case.preamble)))

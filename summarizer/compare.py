@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from kernel_attention import DEFAULT_N_RANDOM
 from summarizer.decode import summarize
 from summarizer.evaluate import rouge
 from summarizer.model import Summarizer
@@ -32,7 +33,7 @@ class SweepRun:
 def sweep_settings(lrs: Sequence[float], n_randoms: Sequence[int]) -> list[tuple[str, int | None, float]]:
     """(attention, n_random, lr) of every run: softmax at each lr, Performer at each (n_random, lr)."""
     runs = [("softmax", None, lr) for lr in lrs]
-    return runs + [("performer", m, lr) for m in n_randoms for lr in lrs]
+    return runs + [("performer", n_random, lr) for n_random in n_randoms for lr in lrs]
 
 
 def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs: Sequence[float],
@@ -47,9 +48,10 @@ def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs
     results = []
     articles, references = corpus.test_articles[:n_rouge], corpus.test_summaries[:n_rouge]
     for attention, n_random, lr in sweep_settings(lrs, n_randoms):
-        name = f"{attention}" + (f" D_r={n_random}" if n_random else "") + f" lr={lr:g}"
+        name = f"{attention}" + (f" D_random={n_random}" if n_random else "") + f" lr={lr:g}"
         torch.manual_seed(seed)
-        model = build_model(run, corpus.tokenizer.get_vocab_size(), attention=attention, n_random=n_random or 64,
+        model = build_model(run, corpus.tokenizer.get_vocab_size(), attention=attention,
+                            n_random=n_random or DEFAULT_N_RANDOM,
                             d_model=run.sweep_d_model, d_ff=run.sweep_d_ff, dropout=0.0)  # < 1 epoch: no dropout
         history = train_model(model, corpus.train, corpus.validation, steps=steps, batch_size=run.batch_size, lr=lr,
                               warmup=max(1, steps // 10), eval_every=max(1, steps // 5), seed=seed, desc=name,

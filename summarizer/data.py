@@ -22,7 +22,7 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from summarizer.settings import fast_mode
+import run_flags
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CORPUS_PREFIX = "debian_descriptions"
@@ -100,7 +100,7 @@ def _load_debian(data_dir):
 
 def _load_hub(source):
     """A hub summarization corpus with its columns renamed to `article` / `summary` (needs network)."""
-    if any(os.environ.get(name, "0").strip() not in ("", "0") for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    if run_flags.hub_offline():
         raise ConnectionError(f"source={source!r} downloads from the Hugging Face hub, but HF_HUB_OFFLINE / "
                               "HF_DATASETS_OFFLINE is set; use source='debian' (shipped in data/) offline")
     from datasets import DatasetDict, load_dataset
@@ -165,7 +165,7 @@ def load_corpus(
         raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
     corpus = _load_debian(data_dir) if source == "debian" else _load_hub(source)
     if fast is None:
-        fast = fast_mode()
+        fast = run_flags.fast()
     if max_examples is None and fast:
         max_examples = FAST_MAX_EXAMPLES
     return shrink(corpus, max_examples, seed=seed)

@@ -12,7 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kernel_attention import MultiHeadAttention, PerformerAttention, PositionalEncoding, scaled_dot_product_attention
+from kernel_attention import (
+    DEFAULT_N_RANDOM,
+    MultiHeadAttention,
+    PerformerAttention,
+    PositionalEncoding,
+    scaled_dot_product_attention,
+)
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 ATTENTIONS = ("softmax", "performer")
@@ -42,7 +48,7 @@ class SummarizerConfig:
     d_ff: int = 512
     dropout: float = 0.0
     attention: str = "softmax"
-    n_random: int = 64
+    n_random: int = DEFAULT_N_RANDOM
     copy: bool = True
     max_source_len: int = MAX_SOURCE_LEN
     max_target_len: int = MAX_TARGET_LEN

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
+from kernel_attention import DEFAULT_N_RANDOM
 from summarizer.batching import EncodedPairs, encode_pairs
 from summarizer.checkpoint import load_checkpoint
 from summarizer.data import load_corpus
@@ -49,7 +50,7 @@ def prepare_corpus(run: RunSettings, seed: int = 0, max_source_len: int = MAX_SO
     return PreparedCorpus(tok, enc(train), enc(val), enc(test), list(test["article"]), list(test["summary"]), corpus)
 
 
-def build_model(run: RunSettings, vocab_size: int, attention: str = "softmax", n_random: int = 64,
+def build_model(run: RunSettings, vocab_size: int, attention: str = "softmax", n_random: int = DEFAULT_N_RANDOM,
                 **overrides) -> Summarizer:
     """The notebook's summarizer for these run settings (overrides: any SummarizerConfig field)."""
     cfg = dict(vocab_size=vocab_size, d_model=run.d_model, n_heads=4, n_encoder_layers=run.n_layers,

@@ -1,14 +1,13 @@
-"""Run sizes of the summarization notebook: the full default run and the `HW8_FAST=1` smoke run (same code path)."""
+"""Run sizes of the summarization notebook: the full default run and the `HW8_FAST=1` smoke run (same code path).
+
+The environment flags themselves (HW8_FAST, HW8_THREADS, HW8_CHECKPOINT, ...) are read by the top-level `run_flags`.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def fast_mode() -> bool:
-    """True when HW8_FAST is set to anything but "", 0, false or no (tests / CI shrink data and steps)."""
-    return os.environ.get("HW8_FAST", "0").strip().lower() not in ("", "0", "false", "no")
+import run_flags
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ FAST = RunSettings(
 
 def settings() -> RunSettings:
     """The run sizes for this process: FAST when HW8_FAST=1, else FULL."""
-    return FAST if fast_mode() else FULL
+    return FAST if run_flags.fast() else FULL
 
 
 def configure_threads() -> int:
@@ -70,22 +69,10 @@ def configure_threads() -> int:
     threads only wait for each other); return the number in use."""
     import torch
 
-    threads = os.environ.get("HW8_THREADS", "").strip()
-    if threads:
-        torch.set_num_threads(int(threads))
+    threads = run_flags.threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     return torch.get_num_threads()
-
-
-def precision() -> str:
-    """Training precision from HW8_PRECISION: "auto" (default: bf16 autocast where the hardware has it natively),
-    "fp32" (e.g. to time the run a laptop without AVX512-BF16 does) or "bf16"."""
-    return os.environ.get("HW8_PRECISION", "auto").strip().lower() or "auto"
-
-
-def reuse_checkpoint() -> bool:
-    """True when HW8_REUSE_CHECKPOINT=1: the notebook loads its saved checkpoint instead of training the main model
-    again (re-running the notebook after the full run; the checkpoint must come from the same settings)."""
-    return os.environ.get("HW8_REUSE_CHECKPOINT", "0").strip() not in ("", "0", "false", "False")
 
 
 def graded_checkpoint() -> tuple[str, float]:
@@ -95,8 +82,8 @@ def graded_checkpoint() -> tuple[str, float]:
     submitted checkpoints/summarizer.pt, whatever mode the notebook runs in); otherwise this run's own checkpoint
     with its own threshold (fast mode: the tiny model just trained, build/checkpoints/summarizer_fast.pt).
     """
-    path = os.environ.get("HW8_CHECKPOINT", "").strip()
-    if path:
+    path = run_flags.checkpoint_path()
+    if path is not None:
         return path, FULL.val_loss_threshold
     run = settings()
     return run.checkpoint, run.val_loss_threshold

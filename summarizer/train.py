@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from summarizer import settings
+import run_flags
 from summarizer.batching import EncodedPairs, iterate_batches, sequential_batches
 from summarizer.model import Summarizer
 from summarizer.tokenizer import PAD_ID
@@ -33,7 +33,7 @@ class TrainHistory:
 
     def curves(self, smooth: int = 25) -> dict[str, list[tuple[int, float]]]:
         """{"train loss (moving avg)": [(step, loss)], "validation loss": [(step, loss)]} for
-        helper.plot_training_curves; the train loss is averaged over the last `smooth` steps."""
+        figures.plot_training_curves; the train loss is averaged over the last `smooth` steps."""
         k = max(1, min(smooth, len(self.train_loss)))
         avg = [sum(self.train_loss[i - k + 1:i + 1]) / k for i in range(k - 1, len(self.train_loss))]
         return {"train loss (moving avg)": list(zip(self.steps[k - 1:], avg)),
@@ -48,7 +48,7 @@ class TrainHistory:
         return {k: getattr(self, k) for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds")}
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = run_flags.PRECISIONS  # the values of HW8_PRECISION and of train(precision=)
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -100,7 +100,7 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
     """
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
-    dtype = autocast_dtype(model.device, settings.precision() if precision is None else precision)
+    dtype = autocast_dtype(model.device, run_flags.precision() if precision is None else precision)
     torch.manual_seed(seed)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]

@@ -1,6 +1,7 @@
 """helper.py: the 3(a)iii experiment measures what it says (errors against direct computations, reproducible, bad
-input refused), and every plot renders headless to PNG. (What the experiment finds is checked in
-tests/test_helper_findings.py, which stays with the instructor: it is the answer to 3(a)iii.)
+input refused), and its plots render headless to PNG. (What the experiment finds is checked in
+tests/test_helper_findings.py, which stays with the instructor: it is the answer to 3(a)iii. The notebooks' other
+figures: tests/test_figures.py.)
 
 Small grids only (the whole file runs in well under a minute on 2 shared cores).
 """
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from matplotlib.figure import Figure
+from support import assert_renders_to_png
 
 import helper
 import kernel_attention as ka
@@ -159,21 +160,6 @@ def test_slopes_and_ratios_on_known_numbers():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Positional-encoding similarity (question 1(c)) against its closed form
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def test_relative_position_similarity_shapes_and_bad_input():
-    encoding = ka.sinusoidal_positional_encoding(80, 16, dtype=torch.float64)
-    assert helper.relative_position_similarity(encoding, starts=(0, 7, 30), max_offset=40).shape == (3, 41)
-    assert helper.relative_position_similarity(encoding, starts=(70,)).shape == (1, 10)   # default max_offset
-    with pytest.raises(ValueError, match="max_offset"):
-        helper.relative_position_similarity(encoding, starts=(70,), max_offset=20)
-    with pytest.raises(ValueError, match="n_positions, d_model"):
-        helper.relative_position_similarity(torch.zeros(3, 4, 5))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Every plot returns a Figure and renders to PNG headless
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -183,57 +169,23 @@ def tiny_results() -> pd.DataFrame:
     return run(d_values=(8, 16), n_random_values=(4, 16), scales=(0.5, 1.0), n_seeds=2, n_tokens=8)
 
 
-def _weights():
-    q, k = helper.random_queries_keys(6, 4, generator=torch.Generator().manual_seed(3))
-    return ka.scaled_dot_product_attention(q, k, k, return_weights=True)[1]
-
-
-TOKENS = ["the", "cat", "sat", "on", "a", "mat"]
-HISTORY = pd.DataFrame({"step": [10, 20, 30, 40], "train_loss": [3.0, 2.5, 2.2, 2.0],
-                        "val_loss": [np.nan, 2.7, np.nan, 2.4]})
 PLOTS = {
     "approximation_error": lambda r: helper.plot_approximation_error(r),
     "approximation_error_by_scale": lambda r: helper.plot_approximation_error(r, "out_rel_error", by="scale"),
     "error_heatmap": lambda r: helper.plot_error_heatmap(r),
-    "attention_weights": lambda r: helper.plot_attention_weights(_weights(), TOKENS, TOKENS, title="weights"),
-    "attention_heads": lambda r: helper.plot_attention_weights(torch.rand(1, 3, 5, 7), panel_titles=["a", "b", "c"]),
-    "causal_mask": lambda r: helper.plot_mask(ka.causal_mask(6), TOKENS, TOKENS, title="causal"),
-    "padding_mask": lambda r: helper.plot_mask(ka.padding_mask(torch.tensor([[True] * 6, [True] * 4 + [False] * 2]))),
-    "positional_encoding": lambda r: helper.plot_positional_encoding(ka.sinusoidal_positional_encoding(50, 32)),
-    "relative_position": lambda r: helper.plot_relative_position_similarity(ka.sinusoidal_positional_encoding(60, 16)),
-    "training_curves": lambda r: helper.plot_training_curves(
-        {"softmax": HISTORY, "performer": {"train_loss": [3.1, 2.8, 2.6], "val_loss": [(20, 2.9), (40, 2.6)]}}),
 }
 
 
 @pytest.mark.parametrize("name", list(PLOTS))
 def test_plot_returns_a_figure_that_renders_to_png(name, tiny_results, tmp_path):
-    fig = PLOTS[name](tiny_results)
-    assert isinstance(fig, Figure)
-    path = tmp_path / f"{name}.png"
-    fig.savefig(path, dpi=50)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+    assert_renders_to_png(PLOTS[name](tiny_results), tmp_path / f"{name}.png")
 
 
 def test_plot_layouts_follow_the_data(tiny_results):
     assert len([a for a in helper.plot_approximation_error(tiny_results).axes if a.get_visible()]) == 3 * 2
-    heads = helper.plot_attention_weights(torch.rand(4, 5, 5))
-    assert len([a for a in heads.axes if a.get_visible() and a.images]) == 4
-    padding = helper.plot_mask(ka.padding_mask(torch.ones(3, 5, dtype=torch.bool)))
-    assert padding.axes[0].images[0].get_array().shape == (3, 5)         # one row per batch element
-    curves = helper.plot_training_curves({"a": HISTORY, "b": HISTORY})
-    lines = curves.axes[0].get_lines()
-    assert len(lines) == 4 and len(lines[1].get_xdata()) == 2            # NaN validation points dropped
-    np.testing.assert_array_equal(lines[1].get_xdata(), [20, 40])
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: helper.plot_attention_weights(torch.rand(2, 3, 4, 4)), "several leading dims"),
-    (lambda: helper.plot_attention_weights(torch.rand(3, 3), query_labels=["a"]), "1 query labels"),
-    (lambda: helper.plot_mask(torch.ones(3, 3)), "boolean"),
-    (lambda: helper.plot_training_curves({}), "non-empty"),
-    (lambda: helper.plot_training_curves({"a": HISTORY}, metrics=["bleu"]), "none of the runs"),
-    (lambda: helper.plot_positional_encoding(torch.zeros(5, 4), dims=[9]), "out of range"),
     (lambda: helper.plot_approximation_error(pd.DataFrame({"x": [1]})), "lack columns"),
 ])
 def test_plots_reject_bad_input(call, message):

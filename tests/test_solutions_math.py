@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from support import LargestIntermediate
 from torch.utils.flop_counter import FlopCounterMode
 
 import kernel_attention as ka
@@ -64,7 +64,7 @@ def test_softmax_attention_equals_gaussian_kernel_attention_with_norm_factors():
 
 
 def phi_random(x, omega):
-    """Eq. (4): sqrt(1/D_r) [sin(w_1.x) .. sin(w_Dr.x), cos(w_1.x) .. cos(w_Dr.x)]; x (N, D), omega (D, D_r)."""
+    """Eq. (4): sqrt(1/n_random) [sin(w_i.x) .., cos(w_i.x) ..], i = 1 .. n_random; x (N, D), omega (D, n_random)."""
     projection = x @ omega
     return np.concatenate([np.sin(projection), np.cos(projection)], -1) / math.sqrt(omega.shape[1])
 
@@ -97,7 +97,7 @@ def test_softmax_random_features_estimate_exp_qk_over_sqrt_d():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 3(a)iii: the error of random-feature attention falls with D_random (about D_r^-1/2) and grows with D
+# 3(a)iii: the error of random-feature attention falls with n_random (about n_random^-1/2) and grows with D
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -272,21 +272,6 @@ def flops(fn, *args, **kwargs):
     with FlopCounterMode(display=False) as counter:
         fn(*args, **kwargs)
     return counter.get_total_flops()
-
-
-class LargestIntermediate(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an op produces (a proxy for peak extra memory)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def largest_intermediate(fn, *args, **kwargs):

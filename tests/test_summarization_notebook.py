@@ -8,8 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
-import pytest
+from support import nbgrader
 
 from bench.time_to_quality import load_results
 from grading.notebooks import execute
@@ -19,15 +18,6 @@ NOTEBOOK = ROOT / "Summarization.ipynb"
 EXECUTED = ROOT / "build" / "notebooks" / "Summarization.fast.ipynb"
 EXPECTED_FIGURES = 18  # 1(a) 1, 1(b) 3, 1(c) 3, training 1, ROUGE 1, 1(e) 5, 1(g) 4
 ANSWERS = {f"answer_1{q}" for q in "abcdefg"}
-
-
-def nbgrader(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-@pytest.fixture(scope="module")
-def notebook():
-    return nbformat.read(NOTEBOOK, as_version=4)
 
 
 def test_nbgrader_metadata(notebook):

@@ -24,6 +24,9 @@ import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from support import nbgrader
+
+import figures  # noqa: E402
 import visualizing_bert as vb  # noqa: E402
 from grading.notebooks import execute
 
@@ -67,6 +70,23 @@ def run_chromium(page: Path, *mode: str) -> str:
                                  page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def export_offline_html(notebook_path: Path, html_path: Path) -> None:
+    """Export an executed notebook to HTML that needs no network, for the browser test: nbconvert's page loads
+    require.js and MathJax from a CDN, so require.js is inlined from assets/bertviz as a data: URL and MathJax left
+    out (math stays as TeX)."""
+    import base64
+
+    from nbconvert import HTMLExporter
+
+    requirejs = base64.b64encode((vb.ASSETS_DIR / "require-2.3.6.js").read_bytes()).decode("ascii")
+    exporter = HTMLExporter(template_name="lab")
+    exporter.require_js_url = f"data:text/javascript;base64,{requirejs}"
+    exporter.mathjax_url = "data:text/javascript;base64,"
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(body, encoding="utf-8")
 
 
 def rendered_views(dom: str) -> dict[str, tuple[int, int]]:
@@ -180,7 +200,7 @@ def test_trained_bert_heads_are_sharper_than_untrained(bert):
     assert trained["entropy"].min() < 0.25 * uniform
     assert trained["previous token"].max() > 0.9
     assert trained["to [CLS]"].max() > 0.5
-    fig = vb.plot_head_statistics({"trained": trained, "untrained": untrained})
+    fig = figures.plot_head_statistics({"trained": trained, "untrained": untrained})
     assert len([ax for ax in fig.axes if ax.images]) == 2 * (len(trained) - 1)
 
 
@@ -369,10 +389,8 @@ def test_missing_gguf_reader_names_the_install_command(monkeypatch, module):
 
 
 # ------------------------------------------------------------------------------------------------ notebook
-def test_committed_notebook_has_answer_cells():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    answers = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in notebook.cells
-               if cell.metadata.get("nbgrader", {}).get("solution")}
+def test_committed_notebook_has_answer_cells(notebook):
+    answers = {nbgrader(cell)["grade_id"]: cell for cell in notebook.cells if nbgrader(cell).get("solution")}
     expected = {f"answer_2{part}" for part in ("a_i", "a_ii", "b_i", "b_ii", "b_iii", "b_iv", "c_i", "c_ii",
                                                "d_i", "d_ii")}
     assert set(answers) == expected
@@ -410,7 +428,7 @@ def test_notebook_executes_offline_and_every_view_produces_html(executed_noteboo
 
 def test_views_render_in_headless_chromium_without_network(executed_notebook):
     chromium_or_skip()
-    vb.export_notebook_html(EXECUTED, EXPORTED)
+    export_offline_html(EXECUTED, EXPORTED)
     exported = EXPORTED.read_text(encoding="utf-8")
     assert '<script src="http' not in exported  # nbconvert's CDN require.js / MathJax replaced
     dom = run_chromium(EXPORTED, "--dump-dom")

@@ -1,0 +1,378 @@
+"""The figures the notebooks show: attention weights, the diagonal weight of Q = K, masks, positional encodings
+(question 1), training curves and ROUGE bars (the summarizer), attention statistics per head and one word compared
+across two sentences (question 2). The question 3(a)iii plots live with their experiment in helper.py.
+
+One convention: every function takes the data, returns a matplotlib Figure and never calls plt.show. The Figure is
+not registered with pyplot (nothing leaks between calls, works headless under Agg); a notebook shows it when it is a
+cell's last expression, or with `display(fig)`. helper.py's plots follow the same convention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot  # noqa: F401  (pyplot's backend; with %matplotlib inline, display(fig) draws a PNG)
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from torch import Tensor
+
+__all__ = [
+    "panel_grid",
+    "plot_attention_weights",
+    "plot_diagonal_weight",
+    "plot_mask",
+    "plot_positional_encoding",
+    "relative_position_similarity",
+    "plot_relative_position_similarity",
+    "plot_training_curves",
+    "rouge_bars",
+    "plot_head_statistics",
+    "plot_sentence_comparison",
+]
+
+
+def panel_grid(n_panels: int, panel_size: tuple[float, float], n_cols: int | None = None):
+    """A Figure (not registered with pyplot) with n_panels axes in a grid; returns (figure, list of axes)."""
+    n_cols = min(n_panels, 4) if n_cols is None else n_cols
+    n_rows = math.ceil(n_panels / n_cols)
+    fig = Figure(figsize=(panel_size[0] * n_cols, panel_size[1] * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n_panels])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Question 1: attention weights, masks, positional encodings
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _as_panels(x, name: str) -> np.ndarray:
+    """Tensor / array (..., N_q, N_k) -> numpy (P, N_q, N_k): leading size-1 dims dropped, a 1-D input becomes one
+    row; more than one leading dim of size > 1 is an error (pick a batch element first)."""
+    array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a scalar")
+    if array.ndim == 1:
+        array = array[None, :]
+    lead = [n for n in array.shape[:-2] if n != 1]
+    if len(lead) > 1:
+        raise ValueError(f"{name} of shape {array.shape} has several leading dims > 1; pass (N_q, N_k) or "
+                         "(panels, N_q, N_k), e.g. weights[0] for the first batch element")
+    return array.reshape(-1, *array.shape[-2:])
+
+
+def _label_axes(ax, labels, axis: str, size: int) -> None:
+    if labels is None:
+        return
+    labels = list(labels)
+    if len(labels) != size:
+        raise ValueError(f"{len(labels)} {axis} labels for a matrix with {size} {axis}s")
+    fontsize = 8 if size <= 30 else 6
+    if axis == "key":
+        ax.set_xticks(range(size), labels, rotation=90, fontsize=fontsize)
+    else:
+        ax.set_yticks(range(size), labels, fontsize=fontsize)
+
+
+def _matrix_panels(panels: np.ndarray, query_labels, key_labels, title, panel_titles, imshow_kwargs):
+    """Shared body of plot_attention_weights and plot_mask: one image per panel, keys on x, queries on y."""
+    if panel_titles is not None and len(panel_titles) != len(panels):
+        raise ValueError(f"{len(panel_titles)} panel_titles for {len(panels)} panels")
+    n_q, n_k = panels.shape[1:]
+    side = min(max(3.0, 0.32 * max(n_q, n_k)), 7.0)
+    fig, axes = panel_grid(len(panels), (side + 0.8, side))
+    for p, (ax, matrix) in enumerate(zip(axes, panels)):
+        image = ax.imshow(matrix, **imshow_kwargs)
+        _label_axes(ax, key_labels, "key", n_k)
+        _label_axes(ax, query_labels, "query", n_q)
+        ax.set(xlabel="key", ylabel="query")
+        if panel_titles is not None:
+            ax.set_title(str(panel_titles[p]))
+    if title:
+        fig.suptitle(title)
+    return fig, axes, image
+
+
+def plot_attention_weights(weights, query_labels: Sequence[str] | None = None,
+                           key_labels: Sequence[str] | None = None, title: str | None = None,
+                           panel_titles: Sequence[str] | None = None, annotate: bool | None = None,
+                           cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None) -> Figure:
+    """Heat map of attention weights (any matrix, e.g. outputs) with token labels: keys on x, queries on y.
+
+    weights: (N_q, N_k), or (P, N_q, N_k) for P panels (e.g. heads), leading size-1 dims allowed; tensor or array.
+    query_labels (N_q) / key_labels (N_k): token strings; annotate: write each value in its cell (default: when the
+    matrix is at most 12 x 12). vmin / vmax: colour range (default: the data range).
+    """
+    panels = _as_panels(weights, "weights").astype(float)
+    annotate = max(panels.shape[1:]) <= 12 if annotate is None else annotate
+    vmin = np.nanmin(panels) if vmin is None else vmin
+    vmax = np.nanmax(panels) if vmax is None else vmax
+    fig, axes, image = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
+                                      {"cmap": cmap, "vmin": vmin, "vmax": vmax})
+    if annotate:
+        middle = (vmin + vmax) / 2
+        for ax, matrix in zip(axes, panels):
+            for (i, j), value in np.ndenumerate(matrix):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if value > middle else "white")
+    fig.colorbar(image, ax=axes, shrink=0.8)
+    return fig
+
+
+def plot_diagonal_weight(dims: Sequence[int], diagonal: Sequence[float], n_tokens: int,
+                         title: str = "Q = K") -> Figure:
+    """Mean attention weight a_ii of each token on itself when Q = K, against the width D (log scale), with the
+    uniform weight 1 / N for comparison. dims (P,) and diagonal (P,): the measured (D, mean a_ii) pairs."""
+    if len(dims) != len(diagonal) or not len(dims):
+        raise ValueError(f"dims and diagonal must be non-empty and of one length, got {len(dims)} and {len(diagonal)}")
+    fig, (ax,) = panel_grid(1, (6.0, 3.5))
+    ax.semilogx(dims, diagonal, "o-", base=2)
+    ax.axhline(1 / n_tokens, ls="--", color="gray", label="uniform 1/N")
+    ax.set(xlabel="dimension D", ylabel="mean weight on the diagonal", title=f"{title}, N = {n_tokens} tokens")
+    ax.legend()
+    return fig
+
+
+def plot_mask(mask, query_labels: Sequence[str] | None = None, key_labels: Sequence[str] | None = None,
+              title: str | None = None, panel_titles: Sequence[str] | None = None) -> Figure:
+    """Picture of a boolean attention mask (True = may attend, drawn dark; False = blocked, light).
+
+    mask: (N_q, N_k), (P, N_q, N_k) for P panels (e.g. the batch of a padding mask), broadcast shapes with size-1
+    dims such as (B, 1, 1, N_k) -> one row per batch element; a 1-D (N_k,) mask is drawn as one row.
+    """
+    array = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    if array.dtype != bool:
+        raise ValueError(f"mask must be boolean (True = may attend), got dtype {array.dtype}; use mask.bool()")
+    if array.ndim == 4 and array.shape[1:3] == (1, 1):                   # padding mask (B, 1, 1, N_k): a row each
+        array = array[:, 0, 0, :]
+    panels = _as_panels(array, "mask").astype(float)
+    cmap = ListedColormap(["#f1f1f1", "#2b5f9e"])
+    fig, axes, _ = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
+                                  {"cmap": cmap, "vmin": 0, "vmax": 1})
+    for ax in axes:
+        ax.set_xticks(np.arange(-0.5, panels.shape[2], 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, panels.shape[1], 1), minor=True)
+        ax.grid(which="minor", color="white", lw=0.5)
+    axes[-1].legend(handles=[Patch(color="#2b5f9e", label="True: may attend"),
+                             Patch(color="#f1f1f1", label="False: blocked")],
+                    loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    return fig
+
+
+def _check_encoding(encoding) -> np.ndarray:
+    array = encoding.detach().cpu().double().numpy() if isinstance(encoding, Tensor) else np.asarray(encoding, float)
+    if array.ndim != 2:
+        raise ValueError(f"encoding must have shape (n_positions, d_model), got {array.shape}")
+    return array
+
+
+def plot_positional_encoding(encoding, dims: Sequence[int] | None = None, title: str | None = None) -> Figure:
+    """Positional encodings p_t (n_positions, d_model): the matrix as an image (position x dimension) and a few
+    dimensions as curves over t (default: the sine dims 0, ~d/8, ~d/4, ~d/2 -- fast to slow sinusoids)."""
+    array = _check_encoding(encoding)
+    n_positions, d_model = array.shape
+    if dims is None:                                                     # sin components, fast to slow
+        dims = sorted({2 * (d_model // 2 // f) for f in (d_model, 8, 4, 2)} - {d_model})
+    if any(not 0 <= i < d_model for i in dims):
+        raise ValueError(f"dims {dims} out of range for d_model={d_model}")
+    fig, (image_ax, curve_ax) = panel_grid(2, (5.0, 3.6))
+    image = image_ax.imshow(array, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    image_ax.set(xlabel="dimension", ylabel="position t", title="p_t")
+    fig.colorbar(image, ax=image_ax, shrink=0.8)
+    t = np.arange(n_positions)
+    for i in dims:
+        curve_ax.plot(t, array[:, i], label=f"dim {i}")
+    curve_ax.set(xlabel="position t", ylabel="value", title="some dimensions of p_t")
+    curve_ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def relative_position_similarity(encoding, starts: Sequence[int] = (0,), max_offset: int | None = None) -> np.ndarray:
+    """Dot products p_t . p_{t+k} for each start t in `starts` and k = 0 .. max_offset (question 1(c)).
+
+    encoding (n_positions, d_model); max_offset defaults to the largest k valid for every start.
+    Returns (len(starts), max_offset + 1).
+    === BEGIN INSTRUCTOR ONLY ===
+    For sinusoidal encodings every row is the same function of k alone, sum_i cos(k w_i): the similarity depends on
+    the relative position only.
+    === END INSTRUCTOR ONLY ===
+    """
+    array = _check_encoding(encoding)
+    starts = list(starts)
+    if not starts or min(starts) < 0 or max(starts) >= len(array):
+        raise ValueError(f"starts {starts} must be non-empty positions in [0, {len(array) - 1}]")
+    limit = len(array) - 1 - max(starts)
+    max_offset = limit if max_offset is None else max_offset
+    if not 0 <= max_offset <= limit:
+        raise ValueError(f"max_offset={max_offset} needs positions up to {max(starts) + max_offset}, but the encoding "
+                         f"has {len(array)} positions")
+    return np.stack([array[t + np.arange(max_offset + 1)] @ array[t] for t in starts])
+
+
+def plot_relative_position_similarity(encoding, starts: Sequence[int] = (0, 10, 25), max_offset: int | None = None,
+                                      title: str | None = None) -> Figure:
+    """p_t . p_{t+k} vs the offset k, one curve per start t (relative_position_similarity), question 1(c)."""
+    similarity = relative_position_similarity(encoding, starts, max_offset)
+    fig, (ax,) = panel_grid(1, (6.0, 3.6))
+    offsets = np.arange(similarity.shape[1])
+    for t, row, style in zip(starts, similarity, ["-", "--", ":", "-."] * len(similarity)):
+        ax.plot(offsets, row, style, lw=1.8, label=f"t = {t}")
+    ax.set(xlabel="offset k", ylabel="p_t . p_{t+k}", title=title or "similarity of positions k apart")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The summarizer: training curves and ROUGE scores
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _curve(history, metric: str, x: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, y) points of one metric of one run, or None when the run lacks it. NaN values are dropped."""
+    if isinstance(history, pd.DataFrame):
+        if metric not in history.columns:
+            return None
+        xs = history[x].to_numpy(float) if x in history.columns else np.arange(1, len(history) + 1, dtype=float)
+        ys = history[metric].to_numpy(float)
+    elif isinstance(history, Mapping):
+        if metric not in history:
+            return None
+        values = list(history[metric])
+        if values and isinstance(values[0], (tuple, list)):             # [(x, y), ...]
+            xs, ys = (np.asarray(c, dtype=float) for c in zip(*values))
+        else:
+            ys = np.asarray(values, dtype=float)
+            common = history.get(x)
+            same_length = common is not None and len(common) == len(ys)
+            xs = np.asarray(common, float) if same_length else np.arange(1, len(ys) + 1, dtype=float)
+    else:
+        raise ValueError(f"a run must be a DataFrame or a mapping metric -> values, got {type(history).__name__}")
+    keep = np.isfinite(ys)
+    return xs[keep], ys[keep]
+
+
+def plot_training_curves(runs: Mapping[str, object], metrics: Sequence[str] | None = None, x: str = "step",
+                         title: str | None = None, ylabel: str = "loss", logy: bool = False) -> Figure:
+    """Training / validation curves of several runs on one axes (e.g. {"softmax": h1, "performer": h2}).
+
+    runs: run name -> history, a history being either a pandas DataFrame with an `x` column and one column per
+    metric (NaN where a metric was not measured), or a mapping metric -> values, where values are a list of numbers
+    (plotted against history[x] when it has the same length, else 1, 2, ...) or a list of (x, y) pairs.
+    metrics: which to draw (default: every metric any run has, except x). One colour per run, one line style per
+    metric (solid, dashed, ...).
+    """
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError("runs must be a non-empty mapping run name -> history")
+    if metrics is None:
+        names = [list(h.columns) if isinstance(h, pd.DataFrame) else list(h) for h in runs.values()]
+        metrics = [m for m in dict.fromkeys(n for group in names for n in group) if m != x]
+    fig, (ax,) = panel_grid(1, (7.0, 4.0))
+    styles = ["-", "--", ":", "-."]
+    drawn = 0
+    for color, (run, history) in zip(_colors(len(runs)), runs.items()):
+        for m, metric in enumerate(metrics):
+            points = _curve(history, metric, x)
+            if points is not None and len(points[0]):
+                ax.plot(*points, styles[m % len(styles)], color=color, marker="." if len(points[0]) < 30 else None,
+                        label=f"{run} - {metric}")
+                drawn += 1
+    if not drawn:
+        raise ValueError(f"none of the runs has any of the metrics {list(metrics)}")
+    ax.set(xlabel=x, ylabel=ylabel, title=title or "training curves")
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _colors(n: int) -> list:
+    """n distinct colours from matplotlib's default cycle (tab10; tab20 beyond 10)."""
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def rouge_bars(table, title: str = "ROUGE F1 on the test subset") -> Figure:
+    """Grouped bars of a DataFrame with one row per system and ROUGE-1/2/L columns."""
+    fig, (ax,) = panel_grid(1, (max(6, 1.4 * len(table)), 3.8))
+    width = 0.8 / len(table.columns)
+    x = np.arange(len(table))
+    for j, col in enumerate(table.columns):
+        ax.bar(x + j * width, table[col].to_numpy(), width, label=col)
+    ax.set_xticks(x + width * (len(table.columns) - 1) / 2, table.index, rotation=20, ha="right", fontsize=8)
+    ax.set(title=title, ylabel="F1 x 100")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Question 2: attention statistics per head
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def plot_head_statistics(stats_by_model: dict[str, dict], title: str = "Attention statistics per head") -> Figure:
+    """Heat maps (layer x head) of each statistic, one row per model, shared colour scale per column (question 2).
+
+    stats_by_model: {model name: visualizing_bert.mean_head_statistics(...) result}; statistics missing for a model
+    are left blank.
+    """
+    names = [n for n in next(iter(stats_by_model.values())) if n != "uniform entropy"]
+    n_layers = max(s[names[0]].shape[0] for s in stats_by_model.values())
+    row_height = max(2.4, 0.12 * n_layers)
+    fig = Figure(figsize=(2.6 * len(names) + 1, row_height * len(stats_by_model) + 0.6), layout="constrained")
+    axes = fig.subplots(len(stats_by_model), len(names), squeeze=False)
+    for col, name in enumerate(names):
+        values = [s[name] for s in stats_by_model.values() if name in s]
+        vmax = max(float(np.max(v)) for v in values) if name == "entropy" else 1.0
+        for row, (model_name, stats) in enumerate(stats_by_model.items()):
+            ax = axes[row, col]
+            if name not in stats:
+                ax.axis("off")
+                continue
+            image = ax.imshow(stats[name], vmin=0.0, vmax=vmax, cmap="viridis", aspect="auto")
+            label = f"{name} (nats)" if name == "entropy" else f"attention {name}" if name.startswith("to") \
+                else f"{name} weight"
+            ax.set_title(f"{model_name}\n{label}", fontsize=8)
+            ax.set_xlabel("head")
+            ax.set_ylabel("layer")
+            ax.set_xticks(range(stats[name].shape[1]))
+            ax.set_yticks(range(0, stats[name].shape[0], 1 if stats[name].shape[0] <= 12 else 3))
+            ax.tick_params(labelsize=6)
+            if row == len(stats_by_model) - 1:
+                fig.colorbar(image, ax=axes[:, col], shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_sentence_comparison(comparison, control, word: str) -> Figure:
+    """One word in two sentences, layer by layer (question 2): the cosine similarity of its hidden states and the
+    total-variation distance between its attention rows (mean over heads, and the largest head), next to a control
+    pair whose meaning is the same.
+
+    comparison, control: visualizing_bert.compare_sentences results (cosine (L + 1,) with layer 0 the embeddings,
+    attention_difference (L, H)).
+    """
+    layers = np.arange(len(comparison.cosine))
+    fig, (ax_cos, ax_att) = panel_grid(2, (5.0, 3.2))
+    ax_cos.plot(layers, comparison.cosine, marker="o", label="sentence a vs b")
+    ax_cos.plot(layers, control.cosine, marker="s", linestyle="--", label="control (same meaning)")
+    ax_cos.set(xlabel="layer (0 = embeddings)", ylabel="cosine similarity", title=f"hidden state of '{word}'")
+    ax_att.plot(layers[1:], comparison.attention_difference.mean(1), marker="o", label="sentence a vs b, mean")
+    ax_att.plot(layers[1:], comparison.attention_difference.max(1), marker="^", linestyle=":",
+                label="sentence a vs b, largest head")
+    ax_att.plot(layers[1:], control.attention_difference.mean(1), marker="s", linestyle="--", label="control, mean")
+    ax_att.set(xlabel="layer", ylabel="total-variation distance", title=f"attention row of '{word}'", ylim=(0, 1))
+    for ax in (ax_cos, ax_att):
+        ax.set_xticks(layers)
+        ax.legend(fontsize=7)
+    return fig
