@@ -46,8 +46,10 @@ test: $(STAMP) system lint
 release: $(STAMP)
 	$(PY) grading/release.py
 
+# make autograde SUBMISSIONS=folder [JOBS=n]: n students graded at once (one sandbox each)
+JOBS ?= 2
 autograde: $(STAMP)
-	$(PY) grading/autograde.py $(SUBMISSIONS)
+	$(PY) grading/autograde.py $(SUBMISSIONS) --jobs $(JOBS)
 
 gradescope: $(STAMP)
 	$(PY) grading/gradescope.py

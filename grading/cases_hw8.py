@@ -223,5 +223,15 @@ CASES = [
          nbgrader_cell="test_causal_linear_attention", atol=1e-4),
 ]
 
+# The homework part each check belongs to (the READMEs' points table, grading/parts.py, adds these up).
+PART_OF = {"scaled_dot_product_attention": "3(a)i", "split_heads": "1(d)", "merge_heads": "1(d)",
+           "MultiHeadAttention": "1(d)", "sinusoidal_positional_encoding": "1(d)", "positional_shift_matrix": "1(c)",
+           "RandomFourierFeatures": "3(a)ii", "SoftmaxRandomFourierFeatures": "3(a)ii",
+           "FavorPositiveFeatures": "3(a)iii", "linear_attention": "3(a)iii", "PerformerAttention": "3(a)iii",
+           "causal_linear_attention_reference": "3(b)", "causal_linear_attention": "3(b)", "attention_weights": "1(a)",
+           "SUM_AXIS": "1(a)", "shift_matrix": "1(c)", "samples": "1(f)"}
+for _case in CASES:
+    _case.part = "1 model" if isinstance(_case, FileCase) else PART_OF[_case.attr]
+
 TOTAL_POINTS = sum(c.points for c in CASES)
 assert math.isclose(TOTAL_POINTS, 40), TOTAL_POINTS

@@ -39,6 +39,7 @@ class Case:
     cells: tuple[str, ...] = ()                   # notebook targets: run only these solution cells (grade ids)...
     preamble: str = ""                            # ...after this trusted set-up code (default: every locked cell)
     call: bool = True                             # False: the target is a value (e.g. a constant), not called
+    part: str = ""                                # the homework part whose points this is (grading/parts.py)
 
     @property
     def module(self) -> str:
@@ -66,6 +67,7 @@ class FileCase:
     hint: str = ""
     extra: dict = field(default_factory=dict)
     timeout: float | None = None                  # seconds for `check`; default: the course's case_timeout
+    part: str = ""
 
 
 def _describe(x: Any) -> str:

@@ -15,7 +15,7 @@ class Part:
     name: str                          # as the homework numbers it: "1(c)"
     notebook: str
     optional: bool
-    code_points: int = 0               # autograded (notebook test cells)
+    code_points: int = 0               # autograded: the trusted checks of this part (grading/cases_hw8.py)
     written_points: int = 0            # graded by hand (answer cells)
     cells: tuple[str, ...] = ()        # grade_ids of the notebook cells that belong to this part
     functions: tuple[str, ...] = ()    # kernel_attention.py functions written for this part
@@ -27,11 +27,11 @@ NOTEBOOKS = (SUMMARIZATION, VISUALIZING, KERNEL)
 PARTS = (
     Part("1(a)", SUMMARIZATION, False, 2, 2, ("q1a_code", "q1a_plot", "test_1a", "answer_1a")),
     Part("1(b)", SUMMARIZATION, False, 0, 2, ("q1b_plot", "answer_1b")),
-    Part("1(c)", SUMMARIZATION, True, 1, 2, ("q1c_code", "q1c_apply", "test_1c", "answer_1c"),
+    Part("1(c)", SUMMARIZATION, True, 2, 2, ("q1c_code", "q1c_apply", "test_1c", "answer_1c"),
          ("positional_shift_matrix",)),
-    Part("1(d)", SUMMARIZATION, False, 0, 2, ("q1d", "answer_1d"),
-         ("split_heads", "merge_heads", "sinusoidal_positional_encoding")),
-    Part("1 model", SUMMARIZATION, False, 3, 0, ("train", "test_checkpoint")),
+    Part("1(d)", SUMMARIZATION, False, 5, 2, ("q1d", "answer_1d"),
+         ("split_heads", "merge_heads", "MultiHeadAttention", "sinusoidal_positional_encoding")),
+    Part("1 model", SUMMARIZATION, False, 5, 0, ("train", "test_checkpoint")),
     Part("1(e)", SUMMARIZATION, False, 0, 2, ("q1e", "answer_1e")),
     Part("1(f)", SUMMARIZATION, False, 2, 2, ("q1f_code", "q1f_show", "test_1f", "answer_1f")),
     Part("1(g)", SUMMARIZATION, True, 0, 2, ("q1g_sweep", "q1g_plots", "answer_1g")),
@@ -39,14 +39,14 @@ PARTS = (
     Part("2(b)", VISUALIZING, False, 0, 4, ("answer_2b_i", "answer_2b_ii", "answer_2b_iii", "answer_2b_iv")),
     Part("2(c)", VISUALIZING, False, 0, 2, ("answer_2c_i", "answer_2c_ii")),
     Part("2(d)", VISUALIZING, False, 0, 2, ("answer_2d_i", "answer_2d_ii")),
-    Part("3(a)i", KERNEL, False, 2, 2, ("test_scaled_dot_product_attention", "answer_3a_i"),
+    Part("3(a)i", KERNEL, False, 7, 2, ("test_scaled_dot_product_attention", "answer_3a_i"),
          ("scaled_dot_product_attention",)),
-    Part("3(a)ii", KERNEL, False, 2, 3, ("test_random_fourier_features", "answer_3a_ii"),
+    Part("3(a)ii", KERNEL, False, 4, 3, ("test_random_fourier_features", "answer_3a_ii"),
          ("RandomFourierFeatures.forward", "SoftmaxRandomFourierFeatures.forward")),
-    Part("3(a)iii", KERNEL, False, 4, 3,
+    Part("3(a)iii", KERNEL, False, 9, 3,
          ("test_favor_positive_features", "test_linear_attention", "run_experiment", "answer_3a_iii"),
          ("FavorPositiveFeatures.forward", "linear_attention")),
-    Part("3(b)", KERNEL, True, 2, 3, ("test_causal_linear_attention", "answer_3b"),
+    Part("3(b)", KERNEL, True, 4, 3, ("test_causal_linear_attention", "answer_3b"),
          ("causal_linear_attention_reference", "causal_linear_attention")),
 )
 

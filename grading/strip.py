@@ -84,7 +84,8 @@ def strip_solutions(source: str, filename: str) -> str:
     """
     for marker in (BEGIN_HIDDEN, END_HIDDEN, BEGIN_SCHEME, END_SCHEME):
         if marker in source:
-            raise ValueError(f"{filename} contains '{marker}': hidden tests belong in the notebooks or in instructor-only test files")
+            raise ValueError(f"{filename} contains '{marker}': hidden tests belong in the notebooks' test cells "
+                             "or in instructor-only test files")
     lines = [line if _is_marker(line) else line.replace("BEGIN SOLUTION", _MENTION + "B").replace(
         "END SOLUTION", _MENTION + "E") for line in source.split("\n")]
     cell = new_code_cell(source="\n".join(_align_markers(lines)))

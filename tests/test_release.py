@@ -131,9 +131,11 @@ def test_bad_instructor_only_regions_name_the_file_and_line(text, problem):
         strip_instructor_only(text, "m.py")
 
 
-def test_parts_table_matches_the_notebooks_points_and_both_readmes():
-    """grading/parts.py (optional parts, points) agrees with the nbgrader points of the notebooks, every graded cell
-    belongs to a part, and both READMEs show its table."""
+def test_parts_table_matches_the_notebooks_points_the_trusted_checks_and_both_readmes():
+    """grading/parts.py (optional parts, points) agrees with the written answers' nbgrader points and with the trusted
+    checks' points per part (every autograded point; a notebook test cell's points are its checks'), every graded
+    cell belongs to a part, and both READMEs show its table."""
+    from grading.harness import load_cases
     from grading.parts import PARTS, part_of_cell, points_table
 
     seen = {p.name: [0, 0] for p in PARTS}
@@ -144,7 +146,10 @@ def test_parts_table_matches_the_notebooks_points_and_both_readmes():
                 continue
             part = part_of_cell(meta["grade_id"])
             assert part is not None and part.notebook == rel, meta["grade_id"]
-            seen[part.name][cell.cell_type == "markdown"] += meta["points"]
+            if cell.cell_type == "markdown":
+                seen[part.name][1] += meta["points"]
+    for case in load_cases(COURSE.cases_path):
+        seen[case.part][0] += case.points
     assert seen == {p.name: [p.code_points, p.written_points] for p in PARTS}
     for readme in (REPO / "README.md", REPO / "grading" / "student" / "README.md"):
         assert points_table() in readme.read_text(), f"{readme}: paste grading.parts.points_table() into it"

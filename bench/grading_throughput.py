@@ -1,0 +1,85 @@
+"""Grading throughput: `make autograde` on COPIES solved submissions with JOBS = 1 and 2, and one Gradescope run.
+
+The model student is the one of tests/test_grading_hw8.py (release + instructor solutions + a fast-mode checkpoint;
+grading runs with HW8_FAST=1). Prints per-submission seconds and writes build/bench/grading_throughput.json.
+
+    python bench/grading_throughput.py [--copies 6] [--jobs 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _grading_tests():
+    spec = importlib.util.spec_from_file_location("grading_hw8_tests", REPO / "tests" / "test_grading_hw8.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    os.environ["HW8_FAST"] = "1"
+    from grading.course import load_course
+    from grading.gradescope import build_bundle
+    from grading.release import build_release
+
+    t = _grading_tests()
+    base = Path(tempfile.mkdtemp(prefix="hw8-throughput-"))
+    try:
+        course_file = t.course_file_with_test_timeouts(base)
+        course = load_course(course_file)
+        release, _ = build_release(course, base / "build" / "release")
+        model = t.make_model_student(release, base / "model", t.train_fast_checkpoint(base / "fast.pt"))
+        subs = base / "subs"
+        for i in range(args.copies):
+            shutil.copytree(model, subs / f"student{i:03d}")
+        report = {"copies": args.copies, "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "autograde": {}}
+        for jobs in args.jobs:
+            started = time.monotonic()
+            done = subprocess.run([sys.executable, str(REPO / "grading" / "autograde.py"), str(subs), "--course",
+                                   str(course_file), "--out", str(base / f"out{jobs}"), "--jobs", str(jobs)],
+                                  capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            wall = time.monotonic() - started
+            checks = [float(s) for s in re.findall(r"\(([\d.]+) s\)", done.stdout)]
+            report["autograde"][jobs] = {"wall_s": wall, "per_submission_s": wall / args.copies,
+                                         "trusted_checks_s_mean": sum(checks) / max(1, len(checks)),
+                                         "returncode": done.returncode}
+            mean = report["autograde"][jobs]["trusted_checks_s_mean"]
+            print(f"make autograde JOBS={jobs}: {args.copies} solved submissions in {wall:.1f} s "
+                  f"({wall / args.copies:.1f} s each; trusted checks {mean:.1f} s a student)", flush=True)
+        bundle = build_bundle(course, base / "gradescope")
+        started = time.monotonic()
+        result = t.gradescope_run(bundle, base / "gs", model, 61182 + 500)
+        report["gradescope_solved_s"] = time.monotonic() - started
+        report["gradescope_score"] = result["score"]
+        report["load_after"] = os.getloadavg()[0]
+        print(f"gradescope run_autograder, solved submission: {report['gradescope_solved_s']:.1f} s "
+              f"(score {result['score']:g}); load average {report['load_before']:.1f} -> {report['load_after']:.1f}")
+        out = REPO / "build" / "bench"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "grading_throughput.json").write_text(json.dumps(report, indent=1))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
