@@ -314,6 +314,67 @@ def test_gradescope_harness_grades_the_whole_corpus(graded):
                                                                              ["tests"]]
 
 
+needs_namespaces = pytest.mark.skipif(not sandbox.namespaces_work(), reason="needs root with mount/net namespaces")
+
+
+@needs_namespaces
+def test_sandbox_runs_a_symlinked_venv_from_a_private_folder_without_network(tmp):
+    """The venv as a symlink inside a 0700 folder (a `mktemp -d` clone) still runs as the sandbox uid, which sees
+    neither the folder's other files nor any network."""
+    import socket
+
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.txt").write_text("instructor only")
+    venv = private / "venv"
+    venv.symlink_to(Path(sys.prefix).resolve())
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    probe = ("import socket, torch\n"
+             f"try:\n    open({str(private / 'secret.txt')!r}).read(); print('READ')\nexcept OSError: print('hidden')\n"
+             f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')\n"
+             "except OSError: print('no network')\n")
+    staged = sandbox.private_folder("hw8-test-staged-")
+    try:
+        argv = sandbox.wrap([str(venv / "bin" / "python"), "-c", probe], hide=[private],
+                            keep=[venv, Path(sys.base_prefix)],
+                            uid=sandbox.SANDBOX_UID + 90, workdir=(staged, "/tmp/hw8-work"))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+        shutil.rmtree(staged)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["hidden", "no network"], done.stdout
+
+
+def test_submitted_files_refuse_links_fifos_and_hard_links(tmp):
+    from grading.submitted import Refused, check_regular, copy_regular, special_entries
+
+    upload = tmp / "upload"
+    (upload / "checkpoints").mkdir(parents=True)
+    (upload / "ok.py").write_text("x = 1\n")
+    (upload / "link.py").symlink_to(upload / "ok.py")
+    (upload / "checkpoints" / "fifo.pt").parent.mkdir(exist_ok=True)
+    os.mkfifo(upload / "checkpoints" / "fifo.pt")
+    outside = tmp / "outside.py"
+    outside.write_text("secret\n")
+    os.link(outside, upload / "hard.py")
+    (tmp / "real_dir").mkdir()
+    (tmp / "real_dir" / "m.py").write_text("y = 2\n")
+    (upload / "sub").symlink_to(tmp / "real_dir")
+    assert check_regular(upload, "ok.py") == upload / "ok.py"
+    for rel, why in (("link.py", "symbolic link"), ("checkpoints/fifo.pt", "not a regular file"),
+                     ("hard.py", "hard link"), ("sub/m.py", "sub is a symbolic link")):
+        with pytest.raises(Refused, match=why):
+            check_regular(upload, rel)
+    with pytest.raises(FileNotFoundError, match="was not submitted"):
+        check_regular(upload, "missing.py")
+    assert "symbolic link" in copy_regular(upload, "link.py", tmp / "copy.py") and not (tmp / "copy.py").exists()
+    assert sorted(special_entries(upload)) == ["checkpoints/fifo.pt", "link.py", "sub"]
+
+
 def test_gradescope_harness_failure_is_zero_with_a_message(mini, tmp):
     bundle = build_bundle(mini["course"], tmp / "gs")
     root = tmp / "root"
