@@ -59,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
                                   capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             wall = time.monotonic() - started
             checks = [float(s) for s in re.findall(r"\(([\d.]+) s\)", done.stdout)]
+            phases = re.search(r"^phases: (.*)$", done.stdout, re.M)
             report["autograde"][jobs] = {"wall_s": wall, "per_submission_s": wall / args.copies,
                                          "trusted_checks_s_mean": sum(checks) / max(1, len(checks)),
-                                         "returncode": done.returncode}
+                                         "returncode": done.returncode,
+                                         "phases": phases.group(1) if phases else done.stdout[-2000:]}
             mean = report["autograde"][jobs]["trusted_checks_s_mean"]
             print(f"make autograde JOBS={jobs}: {args.copies} solved submissions in {wall:.1f} s "
-                  f"({wall / args.copies:.1f} s each; trusted checks {mean:.1f} s a student)", flush=True)
+                  f"({wall / args.copies:.1f} s each; trusted checks {mean:.1f} s a student)\n    "
+                  + report["autograde"][jobs]["phases"], flush=True)
         bundle = build_bundle(course, base / "gradescope")
         started = time.monotonic()
         result = t.gradescope_run(bundle, base / "gs", model, 61182 + 500)

@@ -337,7 +337,10 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     settings = make_course_dir(course, course_dir, support)
     cases = load_cases(course.cases_path)
     check_cell_points(course, course_dir, cases)
+    phases: dict[str, float] = {}
+    clock = time.monotonic()
     gen = run_nbgrader(course_dir, settings, ["generate_assignment", course.assignment_id, "--force"], timeout=600)
+    phases["nbgrader generate_assignment"], clock = time.monotonic() - clock, time.monotonic()
     if gen.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{gen.stdout[-3000:]}")
     print(sandbox.describe(), flush=True)
@@ -352,6 +355,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
                                           scratch, released)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    phases["staging (notebooks rebuilt)"], clock = time.monotonic() - clock, time.monotonic()
     hide = [str(p) for p in (course.root, out, course_dir, submissions.resolve())]
     context = multiprocessing.get_context("spawn")     # a fresh interpreter per worker: no forked torch threads
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -360,8 +364,10 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
                                     hide, sandbox.SANDBOX_UID + 1 + i) for i, sid in enumerate(results)}
         recorded = run_nbgrader(course_dir, settings, ["autograde", course.assignment_id, "--force"],
                                 timeout=120 + 10 * len(results))
+        phases["nbgrader autograde (recording, beside the checks)"] = time.monotonic() - clock
         for sid, future in futures.items():
             results[sid].trusted, results[sid].seconds = future.result()
+    phases[f"trusted checks ({jobs} jobs, until the last)"], clock = time.monotonic() - clock, time.monotonic()
     (out / "autograde.log").write_text(recorded.stdout + recorded.stderr)
     for result in results.values():
         result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
@@ -369,8 +375,10 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
             record_in_gradebook(course, course_dir, result)
         except Exception as err:  # noqa: BLE001 - nbgrader could not record this student: the CSV still has it
             result.messages.append(f"not recorded in the nbgrader gradebook ({type(err).__name__}: {err})")
+    phases["gradebook"], clock = time.monotonic() - clock, time.monotonic()
     feedback = run_nbgrader(course_dir, settings, ["generate_feedback", course.assignment_id, "--force"],
                             timeout=60 + 30 * len(results))
+    phases["nbgrader generate_feedback"] = time.monotonic() - clock
     for result in results.values():
         if feedback.returncode != 0:
             result.messages.append("nbgrader feedback HTML could not be generated (see trusted_checks.html)")
@@ -378,6 +386,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
         print(f"{result.student}: {result.total:g} / {result.max_total:g} ({result.seconds:.1f} s)"
               + "".join(f"\n    {m}" for m in result.messages), flush=True)
     write_csv(out / "scores.csv", list(results.values()))
+    print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
     return list(results.values())
 
 
