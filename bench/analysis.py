@@ -55,10 +55,12 @@ def check_targets(rows: list[dict], crossovers: dict, n: int = TARGET_N, suffix:
     N <= 2048 on, its peak memory growing about linearly in N; the chunked causal scan at least 5x faster than causal
     SDPA, within 64 MiB of extra memory and at least half as efficient as the machine's matmul probe.
 
-    suffix: "_compared" evaluates the variants of --compare-module instead.
+    Forward + backward at N = TARGET_N / 2: FAVOR+ faster than SDPA, the causal scan no slower than causal SDPA.
+
+    suffix: "_compared" evaluates the variants of --compare-module instead, "_fused" the fused fast path.
     """
-    def ratio(slow, fast):
-        a, b = find(rows, slow, "forward", n), find(rows, fast, "forward", n)
+    def ratio(slow, fast, mode="forward", n=n):
+        a, b = find(rows, slow, mode, n), find(rows, fast, mode, n)
         return a["median_s"] / b["median_s"] if a and b else None
 
     def row_value(variant, key):
@@ -84,6 +86,10 @@ def check_targets(rows: list[dict], crossovers: dict, n: int = TARGET_N, suffix:
          row_value(chunked, "fraction_of_matmul"), ">=", 0.5),
         ("causal chunked scan alone fraction of matmul throughput at N=%d" % n,
          row_value(scan, "fraction_of_matmul"), ">=", 0.5),
+        ("FAVOR+ m=256 forward + backward speed-up over torch SDPA at N=%d" % (n // 2),
+         ratio("sdpa_torch", lin, "backward", n // 2), ">=", 1),
+        ("causal chunked m=256 forward + backward speed-up over causal torch SDPA at N=%d" % (n // 2),
+         ratio("sdpa_torch_causal", chunked, "backward", n // 2), ">=", 1),
     ]
     out = []
     for name, value, op, threshold in targets:
@@ -120,16 +126,24 @@ def summary_table(rows: list[dict], sizes: list[int]) -> list[str]:
         return f"{100 * r['fraction_of_matmul']:.0f}%" if r and "fraction_of_matmul" in r else "–"
 
     lines = ["| N | SDPA | SDPA causal | module softmax | FAVOR+ m=64 | FAVOR+ m=256 | causal chunked m=256 "
-             "| SDPA / FAVOR+256 | SDPA causal / chunked | MiB: SDPA | MiB: module softmax | MiB: FAVOR+256 "
-             "| MiB: causal chunked | MiB: scan only | %mm FAVOR+256 | %mm chunked | %mm scan only |",
-             "|---:|" + "---:|" * 16]
+             "| FAVOR+ m=256 fused | causal fused m=256 "
+             "| SDPA / FAVOR+256 | SDPA causal / chunked | SDPA / fused | SDPA causal / causal fused "
+             "| MiB: SDPA | MiB: module softmax | MiB: FAVOR+256 "
+             "| MiB: causal chunked | MiB: scan only | MiB: fused | MiB: causal fused "
+             "| %mm FAVOR+256 | %mm chunked | %mm scan only | %mm fused | %mm causal fused |",
+             "|---:|" + "---:|" * 24]
     for n in sizes:
         cells = [ms("sdpa_torch", n), ms("sdpa_torch_causal", n), ms("softmax_module", n), ms("favor64_linear", n),
-                 ms("favor256_linear", n), ms("favor256_causal_chunked", n),
+                 ms("favor256_linear", n), ms("favor256_causal_chunked", n), ms("favor256_linear_fused", n),
+                 ms("favor256_causal_chunked_fused", n),
                  ratio("sdpa_torch", "favor256_linear", n), ratio("sdpa_torch_causal", "favor256_causal_chunked", n),
+                 ratio("sdpa_torch", "favor256_linear_fused", n),
+                 ratio("sdpa_torch_causal", "favor256_causal_chunked_fused", n),
                  mem("sdpa_torch", n), mem("softmax_module", n), mem("favor256_linear", n),
-                 mem("favor256_causal_chunked", n), mem("favor256_causal_scan", n), frac("favor256_linear", n),
-                 frac("favor256_causal_chunked", n), frac("favor256_causal_scan", n)]
+                 mem("favor256_causal_chunked", n), mem("favor256_causal_scan", n), mem("favor256_linear_fused", n),
+                 mem("favor256_causal_chunked_fused", n), frac("favor256_linear", n),
+                 frac("favor256_causal_chunked", n), frac("favor256_causal_scan", n),
+                 frac("favor256_linear_fused", n), frac("favor256_causal_chunked_fused", n)]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
 

@@ -10,6 +10,12 @@ Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names 
     favor{m}_causal_chunked            the same features + kernel_attention.causal_linear_attention (chunked scan)
     favor{m}_causal_scan               causal_linear_attention alone, from precomputed features (the scan's cost)
     favor{m}_causal_reference          features + causal_linear_attention_reference (Python loop; small N only)
+    favor{m}_linear_fused              kernel_attention.favor_attention_fused (instructor-only fast path, what
+                                       PerformerAttention(fast=True) runs): features computed block by block inside
+                                       the sequence loop, never all N x m at once; eps = 0 (PerformerAttention's)
+    favor{m}_causal_chunked_fused      the same, causal (groups of chunks of C = kernel_attention.FUSED_CAUSAL_CHUNK)
+    favor{m}_linear_compiled,          --compile: torch.compile of the readable pipeline (features + linear_attention
+    favor{m}_causal_chunked_compiled   / causal_linear_attention), the second candidate for the fusion
 Forward calls run under torch.no_grad() (inference); "backward" calls time forward + backward of a fixed gradient.
 Every variant of one N is timed in the same rounds, in a fresh random order per round, together with a square
 matmul that measures the machine's throughput under the same load, so ratios stay meaningful on a noisy machine.
@@ -80,9 +86,13 @@ def make_variants(args: argparse.Namespace, device: torch.device) -> list[Varian
                 lambda n: flops.softmax_attention(b, h, n, d)),
     ]
     variants += linear_variants(ka, args, device)
+    variants += fused_variants(ka, args, device)
+    if args.compile:
+        variants += compiled_variants(ka, args, device)
     if args.compare_module is not None:
         other = load_module(args.compare_module)
         variants += [v for v in linear_variants(other, args, device, suffix="_compared") if "reference" not in v.name]
+        variants += fused_variants(other, args, device, suffix="_compared")
     return variants
 
 
@@ -118,6 +128,63 @@ def linear_variants(module, args: argparse.Namespace, device: torch.device, suff
                     max_n=args.reference_max_n, backward=False),
         ]
     return variants
+
+
+def fused_variants(module, args: argparse.Namespace, device: torch.device, suffix: str = "") -> list[Variant]:
+    """FAVOR+ through module.favor_attention_fused (non-causal and causal), when the module has it (the instructor
+    copy; the student release has no fused path)."""
+    if not hasattr(module, "favor_attention_fused"):
+        return []
+    b, h, d = BATCH, HEADS, HEAD_DIM
+    tag = "" if not suffix else f" [{suffix.strip('_')}]"
+    c = module.FUSED_CAUSAL_CHUNK
+    variants = []
+    for n_random in args.n_random:
+        fm = favor(module, n_random, device)
+        variants.append(Variant(
+            f"favor{n_random}_linear_fused{suffix}", f"FAVOR+ m={n_random} fused{tag}", 1,
+            lambda q, k, v, fm=fm: lambda: module.favor_attention_fused(q, k, v, fm, eps=0.0),
+            lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
+            + flops.linear_attention(b, h, n, n_random, d)))
+    for n_random in args.causal_n_random:
+        fm = favor(module, n_random, device)
+        variants.append(Variant(
+            f"favor{n_random}_causal_chunked_fused{suffix}", f"FAVOR+ m={n_random} causal fused (C={c}){tag}", 1,
+            lambda q, k, v, fm=fm: lambda: module.favor_attention_fused(q, k, v, fm, causal=True, eps=0.0),
+            lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
+            + flops.causal_linear_attention_chunked(b, h, n, n_random, d, c)))
+    return variants
+
+
+def compiled_variants(module, args: argparse.Namespace, device: torch.device) -> list[Variant]:
+    """torch.compile (inductor; on CPU it needs a C++ compiler) of the readable pipeline, m = 256 only: compiled once
+    per N (static shapes) when the call is built, before any measurement (20-70 s each on 2 cores)."""
+    b, h, d, c = BATCH, HEADS, HEAD_DIM, args.chunk_size
+    fm = favor(module, 256, device)
+
+    def linear(q, k, v):
+        return module.linear_attention(fm(q, is_query=True), fm(k), v, eps=0.0)
+
+    def causal(q, k, v):
+        return module.causal_linear_attention(fm(q, is_query=True), fm(k), v, chunk_size=c, eps=0.0)
+
+    def warmed(fn, q, k, v):                     # compile (for this N, in inference mode) before any measurement
+        with torch.no_grad():
+            fn(q, k, v)
+        return lambda: fn(q, k, v)
+
+    compiled_linear, compiled_causal = torch.compile(linear, dynamic=False), torch.compile(causal, dynamic=False)
+    return [
+        Variant("favor256_linear_compiled", "FAVOR+ m=256 torch.compile", 1,
+                lambda q, k, v: warmed(compiled_linear, q, k, v),
+                lambda n: flops.favor_features(b, h, n, d, 256) + flops.linear_attention(b, h, n, 256, d),
+                backward=False),
+        Variant("favor256_causal_chunked_compiled", f"FAVOR+ m=256 causal torch.compile (C={c})", 1,
+                lambda q, k, v: warmed(compiled_causal, q, k, v),
+                lambda n: flops.favor_features(b, h, n, d, 256)
+                + flops.causal_linear_attention_chunked(b, h, n, 256, d, c),
+                backward=False),
+    ]
 
 
 def load_module(path: Path):
@@ -256,6 +323,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="another kernel_attention.py whose linear variants run in the same rounds (suffix _compared)")
     p.add_argument("--profile-n", type=int, default=None,
                    help="also write operator profiles of the FAVOR+ variants at this N (profile_N.txt)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile of the readable FAVOR+ pipeline (m = 256; forward only)")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="run only the variants whose name contains one of these strings (e.g. sdpa fused compiled)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if any(n < 1 for n in args.sizes) or args.reps < 1 or args.threads < 1:
@@ -271,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     variants = make_variants(args, device)
+    if args.only:
+        variants = [v for v in variants if any(part in v.name for part in args.only)]
     info = machine_info(device)
     print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} with "
           f"{info['torch_threads']} threads, device {device}, load average {info['load_average_1_5_15']}")
@@ -287,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     crossovers = {f"{a} vs {b}" + ("" if mode == "forward" else f" ({mode})"): crossover(rows, a, b, mode)
                   | {"mode": mode} for mode in args.modes for a, b in pairs}
     targets = check_targets(rows, crossovers)
+    targets += [t | {"target": t["target"] + " [fused]"} for t in check_targets(rows, crossovers, suffix="_fused")
+                if "scan alone" not in t["target"]]
     if args.compare_module is not None:
         targets += [t | {"target": t["target"] + " [compared module]"}
                     for t in check_targets(rows, crossovers, suffix="_compared")]

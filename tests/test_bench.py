@@ -13,12 +13,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import kernel_attention as ka
-from bench import flops
-from bench.analysis import crossover, memory_slope
-from bench.measure import peak_extra_memory
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))   # repo root, if pytest did not put it on the path
+
+import kernel_attention as ka  # noqa: E402
+from bench import flops  # noqa: E402
+from bench.analysis import crossover, memory_slope  # noqa: E402
+from bench.measure import peak_extra_memory  # noqa: E402
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -39,7 +41,8 @@ def test_bench_attention_tiny_run_writes_json_and_png(tmp_path):
     assert report["matmul"]["median_flops_per_s"] > 0
     names = set(report["variants"])
     assert {"sdpa_torch", "sdpa_torch_causal", "softmax_module", "favor64_linear", "favor256_linear",
-            "favor256_causal_chunked", "favor256_causal_scan", "favor256_causal_reference"} <= names
+            "favor256_causal_chunked", "favor256_causal_scan", "favor256_causal_reference", "favor64_linear_fused",
+            "favor256_linear_fused", "favor256_causal_chunked_fused"} <= names
     measured = {(r["variant"], r["mode"], r["n"]) for r in report["results"]}
     for name in names:
         for n in (64, 128):
