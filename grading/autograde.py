@@ -24,6 +24,7 @@ import argparse
 import csv
 import html
 import multiprocessing
+import os
 import re
 import shutil
 import sys
@@ -208,8 +209,13 @@ def stage(course: Course, entry: Path, submitted: Path, scratch: Path, released:
 # ------------------------------------------------------------------------------------------------ trusted checks
 
 
-def grade_student(course_file: str, submitted: str, hide: list[str], uid: int) -> tuple[list[TestResult], float]:
-    """The trusted checks of one submission (runs in a worker process; `uid` is this student's sandbox user)."""
+def grade_student(course_file: str, submitted: str, hide: list[str], uid: int, threads: int
+                  ) -> tuple[list[TestResult], float]:
+    """The trusted checks of one submission (runs in a worker process; `uid` is this student's sandbox user,
+    `threads` the torch threads of this worker's reference computations: the cores shared out among the jobs)."""
+    import torch
+
+    torch.set_num_threads(threads)
     course = load_course(course_file)
     started = time.monotonic()
     results = run_cases(load_cases(course.cases_path), Path(submitted), course.root, course.student_modules,
@@ -361,7 +367,8 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {sid: pool.submit(grade_student, str(course.path), str(course_dir / "submitted" / sid /
                                                                           course.assignment_id),
-                                    hide, sandbox.SANDBOX_UID + 1 + i) for i, sid in enumerate(results)}
+                                    hide, sandbox.SANDBOX_UID + 1 + i, max(1, (os.cpu_count() or 1) // jobs))
+                   for i, sid in enumerate(results)}
         recorded = run_nbgrader(course_dir, settings, ["autograde", course.assignment_id, "--force"],
                                 timeout=120 + 10 * len(results))
         phases["nbgrader autograde (recording, beside the checks)"] = time.monotonic() - clock
