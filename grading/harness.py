@@ -222,18 +222,6 @@ def load_cases(path: Path) -> list[Case | FileCase]:
     return list(module.CASES)
 
 
-def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
-    """(notebook, "") or (None, why it cannot be read)."""
-    if not path.is_file():
-        return None, f"{path.name} was not submitted"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")                 # duplicate cell ids are repaired silently
-            return nbformat.read(path, as_version=4), ""
-    except Exception as err:  # noqa: BLE001 - corrupt JSON, wrong schema, binary junk
-        return None, f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
-
-
 def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.NotebookNode, cells: tuple[str, ...] = (),
                    preamble: str = "") -> list[str]:
     """The code a notebook check runs, in the instructor's cell order: the student's solution cells (matched by
@@ -326,14 +314,18 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         if problem:
             missing[Path(rel).stem] = problem
     by_name = {Path(rel).name: rel for rel in notebooks}
+    loaded: dict[str, tuple] = {}                     # notebook name -> (student, problem, instructor), read once
     for case in cases:
         if not isinstance(case, Case) or not case.module.endswith(".ipynb") or case.module_key in missing:
             continue
-        rel = by_name.get(case.module, case.module)
-        try:
-            student, problem = read_notebook_bytes(read_regular(submission, rel), rel)
-        except (FileNotFoundError, Refused) as err:
-            student, problem = None, str(err)
+        if case.module not in loaded:
+            rel = by_name.get(case.module, case.module)
+            try:
+                student, problem = read_notebook_bytes(read_regular(submission, rel), rel)
+            except (FileNotFoundError, Refused) as err:
+                student, problem = None, str(err)
+            loaded[case.module] = (student, problem, nbformat.read(reference.folder / case.module, as_version=4))
+        student, problem, instructor = loaded[case.module]
         if student is None:
             missing[case.module_key] = problem
             continue
@@ -343,7 +335,6 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
             missing[case.module_key] = (f"{case.module} has no cell {', '.join(absent)} (deleted, or its nbgrader "
                                         "metadata was changed)")
             continue
-        instructor = nbformat.read(reference.folder / case.module, as_version=4)
         (staged / f"{case.module_key}.cells.json").write_text(
             json.dumps(notebook_cells(instructor, student, case.cells, case.preamble)))
     return missing
