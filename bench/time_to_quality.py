@@ -1,13 +1,15 @@
-"""The summarizer's time-to-quality: training time and test ROUGE of each run, softmax vs Performer, against Lead.
+"""The summarizer's time-to-quality: training time and test ROUGE of each run, softmax vs Performer, against Lead,
+for every mode the notebook was run in (float32 and bf16 autocast side by side).
 
-    python bench/time_to_quality.py [--results build/summarizer/results.json] [--out build/bench]
-    python bench/time_to_quality.py --train [--steps 300]      # measure: train softmax and Performer here
+    python bench/time_to_quality.py [--results FILE ...] [--out build/bench]
+    python bench/time_to_quality.py --train [--steps 300] [--precision fp32]   # measure softmax and Performer here
 
 By default it does not train: it reads the numbers the Summarization notebook measured in its own runs (question
-1(f), the main model, and 1(g), softmax vs Performer with equal step counts), which the notebook writes to
-build/summarizer/results.json:
+1(f), the main model, and 1(g), softmax vs Performer with equal step counts). Each execution of the notebook writes
+build/summarizer/results.<full|fast>-<fp32|bf16>.json (`summarizer.settings.results_path`); all full-mode files are
+read (the fast-mode ones only when there is no full one):
 
-    {"fast": false, "n_test": 1000, "machine": "...",
+    {"fast": false, "precision": "fp32", "threads": 2, "notebook_minutes": 17.5, "n_test": 1000,
      "lead": {"rouge1": 32.7, "rouge2": 15.1, "rougeL": 28.7},
      "runs": [{"name": "main", "attention": "softmax", "n_random": null, "steps": 1800, "train_seconds": 840.0,
                "decoding": "beam", "rouge": {"rouge1": ..., "rouge2": ..., "rougeL": ...}}, ...]}
@@ -34,7 +36,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-DEFAULT_RESULTS = Path("build/summarizer/results.json")
+RESULTS_DIR = Path("build/summarizer")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 RUN_KEYS = ("name", "attention", "steps", "train_seconds", "rouge")
 
@@ -67,29 +69,39 @@ def check_rouge(scores, where: str) -> None:
         raise ValueError(f"{where} must map {ROUGE_KEYS} to numbers (F1 x 100), got {scores!r}")
 
 
+def default_results(folder: Path = RESULTS_DIR) -> list[Path]:
+    """The notebook's results files in `folder`: every full-mode one, else every fast-mode one."""
+    return sorted(folder.glob("results.full-*.json")) or sorted(folder.glob("results.fast-*.json"))
+
+
 def table_rows(results: dict) -> list[dict]:
-    """One row per run plus the Lead baseline: time, time per step, ROUGE and ROUGE-1 minus Lead."""
+    """One row per run plus the Lead baseline: precision, time, time per step, ROUGE and ROUGE-1 minus Lead."""
     lead = results["lead"]
+    precision = results.get("precision", "not recorded")
     rows = []
     for run in results["runs"]:
         rows.append({
-            "name": run["name"], "attention": run["attention"], "n_random": run.get("n_random"),
+            "name": run["name"], "precision": precision, "attention": run["attention"], "n_random": run.get("n_random"),
             "steps": run["steps"], "train_seconds": run["train_seconds"],
             "seconds_per_step": run["train_seconds"] / run["steps"] if run["steps"] else None,
             "decoding": run.get("decoding", ""), **{k: run["rouge"][k] for k in ROUGE_KEYS},
             "rouge1_minus_lead": run["rouge"]["rouge1"] - lead["rouge1"],
         })
-    rows.append({"name": "Lead-10", "attention": "–", "n_random": None, "steps": 0, "train_seconds": 0.0,
+    rows.append({"name": "Lead-10", "precision": "–", "attention": "–", "n_random": None, "steps": 0,
+                 "train_seconds": 0.0,
                  "seconds_per_step": None, "decoding": "first 10 words", **{k: lead[k] for k in ROUGE_KEYS},
                  "rouge1_minus_lead": 0.0})
     return rows
 
 
 def markdown(rows: list[dict], results: dict) -> str:
-    """The time-to-quality table as markdown."""
+    """The time-to-quality table of one results file as markdown."""
     mode = "HW8_FAST=1 smoke run" if results.get("fast") else "default (full) run"
-    head = (f"Summarizer time-to-quality ({mode}; ROUGE F1 x100 on {results.get('n_test', '?')} test pairs; "
-            f"machine: {results.get('machine', 'not recorded')})\n\n"
+    minutes = results.get("notebook_minutes")
+    head = (f"Summarizer time-to-quality ({mode}, {results.get('precision', 'precision not recorded')}, "
+            f"{results.get('threads', '?')} torch threads; ROUGE F1 x100 on {results.get('n_test', '?')} test pairs"
+            + (f"; whole notebook {minutes:.1f} min" if minutes is not None else "")
+            + (f"; machine: {results['machine']}" if results.get("machine") else "") + ")\n\n"
             + (f"Source: {results['source']}\n\n" if results.get("source") else "")
             + "| run | attention | n_random | steps | train time (s) | s/step | decoding | ROUGE-1 | ROUGE-2 | ROUGE-L "
             "| ROUGE-1 − Lead |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
@@ -106,11 +118,15 @@ def plot(rows: list[dict]):
     """ROUGE-L vs training time per run (softmax / Performer markers), Lead as a horizontal line. Returns the Figure."""
     fig, ax = plt.subplots(figsize=(6, 4))
     markers = {"softmax": "o", "performer": "s"}
+    lead_drawn = False
     for r in rows:
         if r["name"] == "Lead-10":
-            ax.axhline(r["rougeL"], color="grey", ls="--", label="Lead-10")
+            if not lead_drawn:
+                ax.axhline(r["rougeL"], color="grey", ls="--", label="Lead-10")
+                lead_drawn = True
             continue
-        ax.scatter(r["train_seconds"], r["rougeL"], marker=markers.get(r["attention"], "^"), label=r["name"])
+        ax.scatter(r["train_seconds"], r["rougeL"], marker=markers.get(r["attention"], "^"),
+                   label=f"{r['name']} ({r['precision']})")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("ROUGE-L F1 (test)")
     ax.set_title("summarizer: quality vs training time")
@@ -120,8 +136,10 @@ def plot(rows: list[dict]):
     return fig
 
 
-def train_runs(steps: int | None, n_random: int | None, n_eval: int | None, threads: int, seed: int = 0) -> dict:
-    """Train softmax and Performer summarizers for the same steps via the summarizer package; results-JSON schema."""
+def train_runs(steps: int | None, n_random: int | None, n_eval: int | None, threads: int, seed: int = 0,
+               precision: str | None = None) -> dict:
+    """Train softmax and Performer summarizers for the same steps via the summarizer package; results-JSON schema.
+    precision: "fp32", "bf16" or "auto" (None: HW8_PRECISION, see summarizer.train.train_model)."""
     import torch
 
     from bench.measure import cpu_model
@@ -145,19 +163,21 @@ def train_runs(steps: int | None, n_random: int | None, n_eval: int | None, thre
         model = build_model(run, corpus.tokenizer.get_vocab_size(), attention=attention, n_random=n_random)
         history = train_model(model, corpus.train, corpus.validation, steps=steps, batch_size=run.batch_size,
                               lr=run.lr, warmup=max(1, min(run.warmup, steps // 10)), eval_every=steps, seed=seed,
-                              desc=attention)
+                              desc=attention, precision=precision)
         scores = rouge(summarize(model, corpus.tokenizer, articles, method="greedy"), references)
         runs.append({"name": f"{attention} {steps} steps", "attention": attention,
                      "n_random": n_random if attention == "performer" else None, "steps": steps,
                      "train_seconds": history.seconds, "decoding": "greedy", "rouge": scores,
                      "val_loss": history.val_loss[-1]})
-    return {"fast": run.fast, "n_test": n_eval, "machine": f"{cpu_model()}, {threads} torch threads",
+    return {"fast": run.fast, "precision": history.precision, "threads": threads, "n_test": n_eval,
+            "machine": cpu_model(),
             "lead": rouge([lead_summary(a) for a in articles], references), "runs": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the notebook's results JSON")
+    p.add_argument("--results", type=Path, nargs="+", default=None,
+                   help=f"the notebook's results JSON files (default: {RESULTS_DIR}/results.full-*.json)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder")
     p.add_argument("--train", action="store_true", help="train softmax and Performer here instead of reading")
     p.add_argument("--steps", type=int, default=None, help="--train: steps per model (default: the 1(g) sweep's)")
@@ -165,21 +185,33 @@ def main(argv: list[str] | None = None) -> int:
                    help="--train: Performer's n_random (default: kernel_attention.DEFAULT_N_RANDOM)")
     p.add_argument("--n-eval", type=int, default=None, help="--train: test articles scored (default: all)")
     p.add_argument("--threads", type=int, default=2, help="--train: torch threads")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                   help="--train: float32 or bf16 autocast (default: HW8_PRECISION, else auto)")
     args = p.parse_args(argv)
     if args.train:
         args.out.mkdir(parents=True, exist_ok=True)
-        args.results = args.out / "time_to_quality_runs.json"
-        args.results.write_text(json.dumps(train_runs(args.steps, args.n_random, args.n_eval, args.threads), indent=1))
+        trained = args.out / "time_to_quality_runs.json"
+        trained.write_text(json.dumps(train_runs(args.steps, args.n_random, args.n_eval, args.threads,
+                                                 precision=args.precision), indent=1))
+        args.results = [trained]
+    paths = args.results or default_results()
+    if not paths:
+        print(f"time_to_quality: no {RESULTS_DIR}/results.*.json: they are written by Summarization.ipynb when it "
+              f"trains the summarizer. Run the notebook first (`make run`, or `HW8_FAST=1 make run` for the quick "
+              f"version), pass --results FILE, or measure here with `python bench/time_to_quality.py --train`.",
+              file=sys.stderr)
+        return 1
     try:
-        results = load_results(args.results)
+        loaded = [(path, load_results(path)) for path in paths]
     except (FileNotFoundError, ValueError) as err:
         print(f"time_to_quality: {err}", file=sys.stderr)
         return 1
-    rows = table_rows(results)
+    rows = [row | {"source": str(path)} for path, results in loaded for row in table_rows(results)]
     args.out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, results)
+    text = "\n".join(markdown(table_rows(results), results | {"source": str(path)}) for path, results in loaded)
     (args.out / "time_to_quality.md").write_text(text)
-    (args.out / "time_to_quality.json").write_text(json.dumps({"source": str(args.results), "rows": rows}, indent=1))
+    (args.out / "time_to_quality.json").write_text(json.dumps({"sources": [str(p) for p in paths], "rows": rows},
+                                                              indent=1))
     plot(rows).savefig(args.out / "time_to_quality.png", dpi=110)
     print(text)
     print(f"wrote {args.out / 'time_to_quality.md'}, .json and .png")

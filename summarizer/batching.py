@@ -11,6 +11,8 @@ from torch import Tensor
 
 from summarizer.tokenizer import PAD_ID, encode
 
+SOURCE_LENGTH_STEP = 8  # article-length granularity of the batch bucketing
+
 
 @dataclass
 class EncodedPairs:
@@ -54,8 +56,9 @@ def iterate_batches(pairs: EncodedPairs, batch_size: int, seed: int = 0, device=
                     bucket: int = 50) -> Iterator[tuple[Tensor, ...]]:
     """Endless shuffled epochs of collated batches (the same seed gives the same order).
 
-    Length bucketing: each run of `bucket` * batch_size shuffled pairs is sorted by summary length and cut into
-    batches, whose order is shuffled again, so a batch pads its summaries to similar lengths (less wasted compute).
+    Length bucketing: each run of `bucket` * batch_size shuffled pairs is sorted by article length (in steps of
+    SOURCE_LENGTH_STEP tokens), then by summary length, and cut into batches, whose order is shuffled again: a batch
+    pads its articles and its summaries to similar lengths (less wasted compute; half the articles fill all 64 tokens).
     """
     if len(pairs) == 0:
         raise ValueError("no training pairs")
@@ -64,7 +67,8 @@ def iterate_batches(pairs: EncodedPairs, batch_size: int, seed: int = 0, device=
         order = torch.randperm(len(pairs), generator=g).tolist()
         batches = []
         for start in range(0, len(order), bucket * batch_size):
-            chunk = sorted(order[start : start + bucket * batch_size], key=lambda i: len(pairs.tgt[i]))
+            chunk = sorted(order[start : start + bucket * batch_size],
+                           key=lambda i: (len(pairs.src[i]) // SOURCE_LENGTH_STEP, len(pairs.tgt[i])))
             batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
         for b in torch.randperm(len(batches), generator=g).tolist():
             yield collate(pairs.subset(batches[b]), device)

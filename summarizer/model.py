@@ -19,6 +19,7 @@ from kernel_attention import (
     PositionalEncoding,
     scaled_dot_product_attention,
 )
+from summarizer.dropout import FastDropout
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 ATTENTIONS = ("softmax", "performer")
@@ -90,7 +91,7 @@ class FeedForward(nn.Sequential):
     """Position-wise MLP: (B, N, d) -> (B, N, d)."""
 
     def __init__(self, d: int, d_ff: int, dropout: float):
-        super().__init__(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        super().__init__(nn.Linear(d, d_ff), nn.GELU(), FastDropout(dropout), nn.Linear(d_ff, d))
 
 
 class EncoderLayer(nn.Module):
@@ -102,7 +103,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.self_attn = make_attention(cfg, d)
         self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
 
     def forward(self, x: Tensor, src_mask: Tensor, return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """x (B, S, d_enc), src_mask (B, S) -> x (B, S, d_enc), weights (B, H, S, S) or None."""
@@ -126,7 +127,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = make_attention(cfg, d)
         self.cross_attn = make_attention(cfg, d, d_key_value=cfg.d_model)
         self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = FastDropout(cfg.dropout)
 
     def forward(self, y: Tensor, memory: Tensor, src_mask: Tensor, tgt_mask: Tensor | None = None,
                 cache: Tensor | None = None, return_weights: bool = False):
@@ -198,8 +199,10 @@ class Summarizer(nn.Module):
         self.src_embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD_ID)
         self.tgt_embed = (self.src_embed if cfg.d_dec == cfg.d_model
                           else nn.Embedding(cfg.vocab_size, cfg.d_dec, padding_idx=PAD_ID))
-        self.src_pos = PositionalEncoding(cfg.d_model, max_len=max(cfg.max_source_len, 512), dropout=cfg.dropout)
-        self.tgt_pos = PositionalEncoding(cfg.d_dec, max_len=max(cfg.max_target_len, 512), dropout=cfg.dropout)
+        # dropout of embeddings + positions: FastDropout (summarizer/dropout.py) instead of PositionalEncoding's own
+        self.src_pos = PositionalEncoding(cfg.d_model, max_len=max(cfg.max_source_len, 512))
+        self.tgt_pos = PositionalEncoding(cfg.d_dec, max_len=max(cfg.max_target_len, 512))
+        self.embed_drop = FastDropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_dec)
@@ -213,7 +216,7 @@ class Summarizer(nn.Module):
     def encode(self, src: Tensor, return_weights: bool = False):
         """src (B, S) ids -> memory (B, S, d_enc), src_mask (B, S) [, list of (B, H, S, S) weights per layer]."""
         src_mask = src != PAD_ID
-        x = self.src_pos(self.src_embed(src))
+        x = self.embed_drop(self.src_pos(self.src_embed(src)))
         weights = []
         for layer in self.encoder:
             x, w = layer(x, src_mask, return_weights)
@@ -235,7 +238,7 @@ class Summarizer(nn.Module):
         """
         if cache is not None and cache.layers and len(cache) != tgt_in.shape[1] - 1:
             raise ValueError(f"the cache holds {len(cache)} positions, tgt_in has {tgt_in.shape[1]}: feed one new id")
-        y = self.tgt_pos(self.tgt_embed(tgt_in))  # (B, T, d_dec)
+        y = self.embed_drop(self.tgt_pos(self.tgt_embed(tgt_in)))  # (B, T, d_dec)
         tgt_mask = tgt_in != PAD_ID  # (B, T)
         if cache is not None:
             y, tgt_mask = y[:, -1:], None  # (B, 1, d_dec)

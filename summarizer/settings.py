@@ -64,6 +64,15 @@ def settings() -> RunSettings:
     return FAST if run_flags.fast() else FULL
 
 
+RESULTS_DIR = "build/summarizer"
+
+
+def results_path(run: RunSettings, precision: str) -> str:
+    """Where the notebook saves a run's measured numbers for `make bench` (bench/time_to_quality.py):
+    build/summarizer/results.<full|fast>-<fp32|bf16>.json: one file per mode, float32 and bf16 runs side by side."""
+    return f"{RESULTS_DIR}/results.{'fast' if run.fast else 'full'}-{precision}.json"
+
+
 def configure_threads() -> int:
     """Set torch's CPU threads from HW8_THREADS when given (e.g. 1 on a machine shared with other jobs, where extra
     threads only wait for each other); return the number in use."""

@@ -20,16 +20,20 @@ from summarizer.batching import EncodedPairs, iterate_batches, sequential_batche
 from summarizer.model import Summarizer
 from summarizer.tokenizer import PAD_ID
 
+HISTORY_KEYS = ("steps", "train_loss", "val_steps", "val_loss", "seconds", "precision")
+
 
 @dataclass
 class TrainHistory:
-    """Loss curves of one run: train loss per step, validation loss at eval steps, wall-clock seconds."""
+    """Loss curves of one run: train loss per step, validation loss at eval steps, wall-clock seconds, and the
+    precision it trained in ("fp32", or "bf16" for bf16 autocast)."""
 
     steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     val_steps: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    precision: str = "fp32"
 
     def curves(self, smooth: int = 25) -> dict[str, list[tuple[int, float]]]:
         """{"train loss (moving avg)": [(step, loss)], "validation loss": [(step, loss)]} for
@@ -42,10 +46,10 @@ class TrainHistory:
     @classmethod
     def from_dict(cls, d: dict) -> TrainHistory:
         """Inverse of to_dict (e.g. the history stored in a checkpoint)."""
-        return cls(**{k: d[k] for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds") if k in d})
+        return cls(**{k: d[k] for k in HISTORY_KEYS if k in d})
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("steps", "train_loss", "val_steps", "val_loss", "seconds")}
+        return {k: getattr(self, k) for k in HISTORY_KEYS}
 
 
 PRECISIONS = run_flags.PRECISIONS  # the values of HW8_PRECISION and of train(precision=)
@@ -106,9 +110,10 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98),
+                            fused=model.device.type in ("cpu", "cuda"))  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, steps))
-    history = TrainHistory()
+    history = TrainHistory(precision="fp32" if dtype is None else "bf16")
     batches = iterate_batches(train_pairs, batch_size, seed, model.device)
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=2.0)

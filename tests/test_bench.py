@@ -138,6 +138,33 @@ def test_time_to_quality_table_from_results_json(tmp_path):
     assert json.loads((out / "time_to_quality.json").read_text())["rows"][0]["name"] == "main"
 
 
+def test_time_to_quality_shows_float32_and_bf16_runs_side_by_side(tmp_path):
+    """The notebook's per-mode files (results.full-fp32.json, results.full-bf16.json) land in one table, each with
+    its precision, threads and whole-notebook time; full-mode files win over fast-mode ones by default."""
+    from bench.time_to_quality import default_results
+
+    lead = {"rouge1": 30.0, "rouge2": 12.0, "rougeL": 27.0}
+    for mode, precision, seconds in (("full", "fp32", 700.0), ("full", "bf16", 500.0), ("fast", "fp32", 5.0)):
+        results = {"fast": mode == "fast", "precision": precision, "threads": 2, "notebook_minutes": seconds / 40,
+                   "n_test": 1000, "lead": lead,
+                   "runs": [{"name": "main", "attention": "softmax", "steps": 3200, "train_seconds": seconds,
+                             "rouge": {"rouge1": 36.0, "rouge2": 15.0, "rougeL": 33.0}}]}
+        (tmp_path / f"results.{mode}-{precision}.json").write_text(json.dumps(results))
+    found = default_results(tmp_path)
+    assert [p.name for p in found] == ["results.full-bf16.json", "results.full-fp32.json"]
+    out = tmp_path / "ttq"
+    proc = run_script("bench/time_to_quality.py", "--results", *map(str, found), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (out / "time_to_quality.md").read_text()
+    assert "bf16, 2 torch threads" in table and "fp32, 2 torch threads" in table and "whole notebook 17.5 min" in table
+    rows = json.loads((out / "time_to_quality.json").read_text())["rows"]
+    main = {r["precision"]: r for r in rows if r["name"] == "main"}
+    assert main["fp32"]["train_seconds"] == 700.0 and main["bf16"]["seconds_per_step"] == pytest.approx(500 / 3200)
+    (tmp_path / "results.full-fp32.json").unlink()
+    (tmp_path / "results.full-bf16.json").unlink()
+    assert [p.name for p in default_results(tmp_path)] == ["results.fast-fp32.json"]
+
+
 def test_time_to_quality_fails_clearly_without_results(tmp_path):
     missing = tmp_path / "nothing.json"
     proc = run_script("bench/time_to_quality.py", "--results", str(missing), "--out", str(tmp_path))

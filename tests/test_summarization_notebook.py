@@ -8,10 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
 from support import nbgrader
 
+import run_flags
 from bench.time_to_quality import load_results
 from grading.notebooks import execute
+from summarizer.settings import FAST, results_path
+from summarizer.train import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Summarization.ipynb"
@@ -53,5 +57,7 @@ def test_notebook_executes_headless_in_fast_mode():
     text = "".join(o.get("text", "") for o in outputs)
     assert "mode: FAST" in text and "validation loss" in text
     assert (ROOT / "build" / "checkpoints" / "summarizer_fast.pt").is_file()
-    results = load_results(ROOT / "build" / "summarizer" / "results.json")  # what `make bench` reads
+    precision = "bf16" if autocast_dtype(torch.device("cpu"), run_flags.precision()) else "fp32"
+    results = load_results(ROOT / results_path(FAST, precision))  # what `make bench` reads
     assert results["fast"] is True and {run["attention"] for run in results["runs"]} == {"softmax", "performer"}
+    assert results["precision"] == precision and results["notebook_minutes"] > 0

@@ -270,6 +270,17 @@ def test_training_is_reproducible():
     assert runs[2] != runs[0] and runs[2] == pytest.approx(runs[0], rel=2e-2)  # bf16 autocast took effect
 
 
+def test_history_records_the_precision_it_trained_in():
+    """The history says fp32 or bf16 (autocast) and keeps it through to_dict / from_dict (the checkpoint's copy)."""
+    from summarizer.train import TrainHistory
+
+    pairs = EncodedPairs([[5, 6, 7]], [[BOS_ID, 5, EOS_ID]])
+    for precision in ("fp32", "bf16"):
+        history = train_model(tiny(), pairs, pairs, steps=1, batch_size=1, progress=False, precision=precision)
+        assert history.precision == precision
+        assert TrainHistory.from_dict(history.to_dict()) == history
+
+
 def test_hw8_precision_sets_the_default_precision(monkeypatch):
     """HW8_PRECISION=fp32 makes the default run float32 (what a laptop without native bf16 does), =bf16 autocast."""
     pairs = EncodedPairs([[5, 6, 7], [8, 9, 10, 11]], [[BOS_ID, 5, EOS_ID], [BOS_ID, 9, 10, EOS_ID]])
