@@ -206,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"time_to_quality: {err}", file=sys.stderr)
         return 1
-    rows = [row | {"source": str(path)} for path, results in loaded for row in table_rows(results)]
+    per_file = [(path, results, table_rows(results)) for path, results in loaded]
+    rows = [row | {"source": str(path)} for path, _, file_rows in per_file for row in file_rows]
     args.out.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(markdown(table_rows(results), results | {"source": str(path)}) for path, results in loaded)
+    text = "\n".join(markdown(file_rows, results | {"source": str(path)}) for path, results, file_rows in per_file)
     (args.out / "time_to_quality.md").write_text(text)
     (args.out / "time_to_quality.json").write_text(json.dumps({"sources": [str(p) for p in paths], "rows": rows},
                                                               indent=1))
