@@ -38,6 +38,7 @@ class SummarizerConfig:
     === END INSTRUCTOR ONLY ===
     attention: "softmax" (MultiHeadAttention) or "performer" (PerformerAttention with n_random features) in every
     encoder/decoder attention. copy: add the pointer-generator copy distribution (always softmax, it is a probability).
+    dropout: rate on the embeddings and on every residual branch's output (attention, FFN), not inside the FFN.
     """
 
     vocab_size: int
@@ -88,10 +89,15 @@ def make_attention(cfg: SummarizerConfig, d_model: int, d_key_value: int | None 
 
 
 class FeedForward(nn.Sequential):
-    """Position-wise MLP: (B, N, d) -> (B, N, d)."""
+    """Position-wise MLP: (B, N, d) -> (B, N, d).
 
-    def __init__(self, d: int, d_ff: int, dropout: float):
-        super().__init__(nn.Linear(d, d_ff), nn.GELU(), FastDropout(dropout), nn.Linear(d_ff, d))
+    No dropout on the d_ff-wide hidden activations (as in the original Transformer): the layers drop the FFN's output
+    instead. The hidden site held ~60 % of all dropped elements; removing it cut the float32 step time and, in a
+    3,200-step screen, slightly improved validation loss (3.425 vs 3.450) and ROUGE (summarizer/RESULTS.md).
+    """
+
+    def __init__(self, d: int, d_ff: int):
+        super().__init__(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
 
 
 class EncoderLayer(nn.Module):
@@ -102,7 +108,7 @@ class EncoderLayer(nn.Module):
         d = cfg.d_model
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.self_attn = make_attention(cfg, d)
-        self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
+        self.ff = FeedForward(d, cfg.d_ff)
         self.drop = FastDropout(cfg.dropout)
 
     def forward(self, x: Tensor, src_mask: Tensor, return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -126,7 +132,7 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.self_attn = make_attention(cfg, d)
         self.cross_attn = make_attention(cfg, d, d_key_value=cfg.d_model)
-        self.ff = FeedForward(d, cfg.d_ff, cfg.dropout)
+        self.ff = FeedForward(d, cfg.d_ff)
         self.drop = FastDropout(cfg.dropout)
 
     def forward(self, y: Tensor, memory: Tensor, src_mask: Tensor, tgt_mask: Tensor | None = None,

@@ -100,3 +100,16 @@ def test_bucketed_batches_cover_every_pair_once_per_epoch_with_less_padding():
         unsorted += sum(max(len(src[i]) for i in rows) - len(src[i]) for i in rows)
         unsorted += sum(max(len(tgt[i]) for i in rows) - len(tgt[i]) for i in rows)
     assert padded < 0.5 * unsorted
+
+
+def test_dropout_sits_on_embeddings_and_residual_branches_only():
+    """In training, a layer's FFN is deterministic (no dropout on its d_ff-wide hidden activations, the costliest
+    site) while the layer output and the embeddings are dropped."""
+    from summarizer.model import EncoderLayer, SummarizerConfig
+
+    torch.manual_seed(0)
+    layer = EncoderLayer(SummarizerConfig(vocab_size=10, d_model=16, n_heads=2, d_ff=64, dropout=0.5)).train()
+    h = torch.randn(3, 5, 16)
+    torch.testing.assert_close(layer.ff(h), layer.ff(h))
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    assert not torch.allclose(layer(h, mask)[0], layer(h, mask)[0])
