@@ -35,6 +35,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 RESULTS_DIR = Path("build/summarizer")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
@@ -115,23 +116,36 @@ def markdown(rows: list[dict], results: dict) -> str:
 
 
 def plot(rows: list[dict]):
-    """ROUGE-L vs training time per run (softmax / Performer markers), Lead as a horizontal line. Returns the Figure."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """ROUGE-L vs training time (log scale), one colour per run in every precision (circle: softmax, square:
+    Performer; filled: float32, hollow: bf16), Lead as a horizontal line. Returns the Figure."""
+    fig, ax = plt.subplots(figsize=(8, 4))
     markers = {"softmax": "o", "performer": "s"}
-    lead_drawn = False
+    names = list(dict.fromkeys(r["name"] for r in rows if r["name"] != "Lead-10"))
+    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(names)}
+    labelled = set()
     for r in rows:
         if r["name"] == "Lead-10":
-            if not lead_drawn:
+            if "Lead-10" not in labelled:
                 ax.axhline(r["rougeL"], color="grey", ls="--", label="Lead-10")
-                lead_drawn = True
+                labelled.add("Lead-10")
             continue
-        ax.scatter(r["train_seconds"], r["rougeL"], marker=markers.get(r["attention"], "^"),
-                   label=f"{r['name']} ({r['precision']})")
+        colour = colours[r["name"]]
+        ax.scatter(r["train_seconds"], r["rougeL"], marker=markers.get(r["attention"], "^"), s=45, edgecolors=colour,
+                   facecolors="none" if r["precision"] == "bf16" else colour,
+                   label=None if r["name"] in labelled else r["name"])
+        labelled.add(r["name"])
+    for precision in dict.fromkeys(r["precision"] for r in rows if r["name"] != "Lead-10"):
+        ax.scatter([], [], marker="o", color="black", facecolors="none" if precision == "bf16" else "black",
+                   label=f"{precision} ({'hollow' if precision == 'bf16' else 'filled'})")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("ROUGE-L F1 (test)")
     ax.set_title("summarizer: quality vs training time")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
 

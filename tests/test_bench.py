@@ -165,6 +165,29 @@ def test_time_to_quality_shows_float32_and_bf16_runs_side_by_side(tmp_path):
     assert [p.name for p in default_results(tmp_path)] == ["results.fast-fp32.json"]
 
 
+def test_time_to_quality_plot_gives_a_run_one_colour_and_marks_precision_by_fill():
+    """The same run in float32 and bf16 shares its colour (filled vs hollow marker); different runs differ."""
+    import numpy as np
+
+    from bench.time_to_quality import plot
+
+    def row(name, precision, seconds):
+        return {"name": name, "precision": precision, "attention": "softmax", "train_seconds": seconds,
+                "rougeL": 30.0}
+
+    rows = [row("main", "bf16", 500.0), row("sweep", "bf16", 20.0), row("main", "fp32", 600.0),
+            row("sweep", "fp32", 25.0), {"name": "Lead-10", "precision": "–", "rougeL": 28.0}]
+    fig = plot(rows)
+    points = [c for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert len(points) == 4
+    by_key = {(r["name"], r["precision"]): c for r, c in zip(rows, points)}
+    edge = {k: tuple(np.round(c.get_edgecolor()[0], 6)) for k, c in by_key.items()}
+    assert edge[("main", "bf16")] == edge[("main", "fp32")] != edge[("sweep", "fp32")] == edge[("sweep", "bf16")]
+    assert by_key[("main", "bf16")].get_facecolor().size == 0 or by_key[("main", "bf16")].get_facecolor()[0][3] == 0
+    assert by_key[("main", "fp32")].get_facecolor()[0][3] == 1
+    assert fig.axes[0].get_xscale() == "log"
+
+
 def test_time_to_quality_fails_clearly_without_results(tmp_path):
     missing = tmp_path / "nothing.json"
     proc = run_script("bench/time_to_quality.py", "--results", str(missing), "--out", str(tmp_path))
