@@ -39,6 +39,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa
 
 RESULTS_DIR = Path("build/summarizer")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+LEAD = "Lead-10"  # name of the baseline row
 RUN_KEYS = ("name", "attention", "steps", "train_seconds", "rouge")
 
 
@@ -88,7 +89,7 @@ def table_rows(results: dict) -> list[dict]:
             "decoding": run.get("decoding", ""), **{k: run["rouge"][k] for k in ROUGE_KEYS},
             "rouge1_minus_lead": run["rouge"]["rouge1"] - lead["rouge1"],
         })
-    rows.append({"name": "Lead-10", "precision": "–", "attention": "–", "n_random": None, "steps": 0,
+    rows.append({"name": LEAD, "precision": "–", "attention": "–", "n_random": None, "steps": 0,
                  "train_seconds": 0.0,
                  "seconds_per_step": None, "decoding": "first 10 words", **{k: lead[k] for k in ROUGE_KEYS},
                  "rouge1_minus_lead": 0.0})
@@ -120,23 +121,22 @@ def plot(rows: list[dict]):
     Performer; filled: float32, hollow: bf16), Lead as a horizontal line. Returns the Figure."""
     fig, ax = plt.subplots(figsize=(8, 4))
     markers = {"softmax": "o", "performer": "s"}
-    names = list(dict.fromkeys(r["name"] for r in rows if r["name"] != "Lead-10"))
-    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(names)}
+    runs = [r for r in rows if r["name"] != LEAD]
+    leads = [r for r in rows if r["name"] == LEAD]
+    if leads:
+        ax.axhline(leads[0]["rougeL"], color="grey", ls="--", label=LEAD)
+    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(dict.fromkeys(r["name"] for r in runs))}
     labelled = set()
-    for r in rows:
-        if r["name"] == "Lead-10":
-            if "Lead-10" not in labelled:
-                ax.axhline(r["rougeL"], color="grey", ls="--", label="Lead-10")
-                labelled.add("Lead-10")
-            continue
+    for r in runs:
         colour = colours[r["name"]]
         ax.scatter(r["train_seconds"], r["rougeL"], marker=markers.get(r["attention"], "^"), s=45, edgecolors=colour,
                    facecolors="none" if r["precision"] == "bf16" else colour,
                    label=None if r["name"] in labelled else r["name"])
         labelled.add(r["name"])
-    for precision in dict.fromkeys(r["precision"] for r in rows if r["name"] != "Lead-10"):
-        ax.scatter([], [], marker="o", color="black", facecolors="none" if precision == "bf16" else "black",
-                   label=f"{precision} ({'hollow' if precision == 'bf16' else 'filled'})")
+    for precision in dict.fromkeys(r["precision"] for r in runs):  # legend entries for the fill
+        hollow = precision == "bf16"
+        ax.scatter([], [], marker="o", edgecolors="black", facecolors="none" if hollow else "black",
+                   label=f"{precision} ({'hollow' if hollow else 'filled'})")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(ScalarFormatter())

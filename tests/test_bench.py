@@ -167,6 +167,7 @@ def test_time_to_quality_shows_float32_and_bf16_runs_side_by_side(tmp_path):
 
 def test_time_to_quality_plot_gives_a_run_one_colour_and_marks_precision_by_fill():
     """The same run in float32 and bf16 shares its colour (filled vs hollow marker); different runs differ."""
+    import matplotlib.pyplot as plt
     import numpy as np
 
     from bench.time_to_quality import plot
@@ -186,6 +187,7 @@ def test_time_to_quality_plot_gives_a_run_one_colour_and_marks_precision_by_fill
     assert by_key[("main", "bf16")].get_facecolor().size == 0 or by_key[("main", "bf16")].get_facecolor()[0][3] == 0
     assert by_key[("main", "fp32")].get_facecolor()[0][3] == 1
     assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)
 
 
 def test_time_to_quality_fails_clearly_without_results(tmp_path):
