@@ -18,7 +18,10 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
+from matplotlib.textpath import TextToPath
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 __all__ = [
@@ -67,31 +70,55 @@ def _as_panels(x, name: str) -> np.ndarray:
     return array.reshape(-1, *array.shape[-2:])
 
 
+_TICK_FONTSIZE = 8
+_CHAR_INCHES = 0.6 * _TICK_FONTSIZE / 72    # width of one tick-label character, about
+_MAX_SIDE = 7.0                             # inches: the longer side of a matrix panel at most
+_CELL = 0.32                                # inches per row / column when the matrix is small enough
+_ANNOTATED_CELL = 0.42                      # larger cells when every value is written in its cell
+_ANNOTATION_FONTSIZE = 7.0                  # points, at most
+_MIN_ANNOTATION_FONTSIZE = 5.0              # below this, cells are left without values
+
+
 def _label_axes(ax, labels, axis: str, size: int) -> None:
     if labels is None:
         return
     labels = list(labels)
     if len(labels) != size:
         raise ValueError(f"{len(labels)} {axis} labels for a matrix with {size} {axis}s")
-    fontsize = 8 if size <= 30 else 6
+    fontsize = _TICK_FONTSIZE if size <= 30 else 6
     if axis == "key":
         ax.set_xticks(range(size), labels, rotation=90, fontsize=fontsize)
     else:
         ax.set_yticks(range(size), labels, fontsize=fontsize)
 
 
-def _matrix_panels(panels: np.ndarray, query_labels, key_labels, title, panel_titles, imshow_kwargs):
-    """Shared body of plot_attention_weights and plot_mask: one image per panel, keys on x, queries on y."""
+def _label_inches(labels, default_chars: int) -> float:
+    """About how far tick labels reach out from their axis (inches)."""
+    chars = max((len(str(s)) for s in labels), default=0) if labels is not None else default_chars
+    return chars * _CHAR_INCHES
+
+
+def _matrix_panels(panels: np.ndarray, query_labels, key_labels, title, panel_titles, imshow_kwargs,
+                   xlabel: str, ylabel: str, cell: float = _CELL, right: float = 1.0):
+    """Shared body of plot_attention_weights and plot_mask: one image per panel, columns (keys) on x, rows (queries)
+    on y. Each panel is sized to the matrix's aspect (cell inches per row and column, the longer side at most
+    _MAX_SIDE), plus room for the tick labels, axis labels and titles; `right`: inches for a colour bar or legend."""
     if panel_titles is not None and len(panel_titles) != len(panels):
         raise ValueError(f"{len(panel_titles)} panel_titles for {len(panels)} panels")
     n_q, n_k = panels.shape[1:]
-    side = min(max(3.0, 0.32 * max(n_q, n_k)), 7.0)
-    fig, axes = panel_grid(len(panels), (side + 0.8, side))
+    cell = min(cell, _MAX_SIDE / max(n_q, n_k))
+    left = 0.35 + _label_inches(query_labels, len(str(n_q - 1)))               # ylabel + row tick labels
+    below = 0.35 + (_label_inches(key_labels, 0) if key_labels is not None else 0.2)   # xlabel + column ticks
+    above = 0.3 if panel_titles is not None else 0.1
+    n_cols = min(len(panels), 4)
+    panel = (n_k * cell + left + 0.15, n_q * cell + below + above)
+    fig, axes = panel_grid(len(panels), panel, n_cols)
+    fig.set_size_inches(panel[0] * n_cols + right, fig.get_size_inches()[1] + (0.4 if title else 0.0))
     for p, (ax, matrix) in enumerate(zip(axes, panels)):
         image = ax.imshow(matrix, **imshow_kwargs)
         _label_axes(ax, key_labels, "key", n_k)
         _label_axes(ax, query_labels, "query", n_q)
-        ax.set(xlabel="key", ylabel="query")
+        ax.set(xlabel=xlabel, ylabel=ylabel)
         if panel_titles is not None:
             ax.set_title(str(panel_titles[p]))
     if title:
@@ -99,29 +126,68 @@ def _matrix_panels(panels: np.ndarray, query_labels, key_labels, title, panel_ti
     return fig, axes, image
 
 
+def _colour_range(panels: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[float, float, np.ndarray]:
+    """(vmin, vmax, colour-bar ticks): a range not given is widened to round tick values (0 .. 1 for weights), so
+    both ends of the colour bar carry a tick label."""
+    lo = float(np.nanmin(panels)) if vmin is None else float(vmin)
+    hi = float(np.nanmax(panels)) if vmax is None else float(vmax)
+    if not hi > lo:
+        lo, hi = (lo - 0.5, hi + 0.5) if vmin is None and vmax is None else (lo, lo + 1.0)
+    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    lo = ticks[0] if vmin is None else lo
+    hi = ticks[-1] if vmax is None else hi
+    ticks = ticks[(ticks >= lo - 1e-9 * (hi - lo)) & (ticks <= hi + 1e-9 * (hi - lo))]
+    return lo, hi, ticks
+
+
+def _annotation_texts(matrix: np.ndarray) -> list[str]:
+    """Each value with 2 decimals, or 1 when some value reaches 1 in magnitude (keeps the strings short)."""
+    decimals = 2 if np.nanmax(np.abs(matrix)) < 1 else 1
+    return [f"{value:.{decimals}f}" for value in matrix.ravel()]
+
+
+def _annotate(fig: Figure, axes, panels: np.ndarray, middle: float) -> None:
+    """Write every value in its cell, at the largest font size (at most 7 pt) whose widest string fills 85 % of a
+    cell; nothing when that would be below 5 pt. The cells' size is read from the laid-out figure."""
+    fig.draw_without_rendering()                                        # runs the constrained layout
+    measure = TextToPath()
+    for ax, matrix in zip(axes, panels):
+        texts = _annotation_texts(matrix)
+        box = ax.get_window_extent()
+        cell_points = min(box.width / matrix.shape[1], box.height / matrix.shape[0]) * 72 / fig.dpi
+        widest = max(measure.get_text_width_height_descent(s, FontProperties(size=10), ismath=False)[0] / 10
+                     for s in texts)                                     # points per point of font size
+        fontsize = min(_ANNOTATION_FONTSIZE, 0.85 * cell_points / widest, 0.6 * cell_points)
+        if fontsize < _MIN_ANNOTATION_FONTSIZE:
+            continue
+        for ((i, j), value), text in zip(np.ndenumerate(matrix), texts):
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
+                    color="black" if value > middle else "white")
+
+
 def plot_attention_weights(weights, query_labels: Sequence[str] | None = None,
                            key_labels: Sequence[str] | None = None, title: str | None = None,
                            panel_titles: Sequence[str] | None = None, annotate: bool | None = None,
-                           cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None) -> Figure:
-    """Heat map of attention weights (any matrix, e.g. outputs) with token labels: keys on x, queries on y.
+                           cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                           xlabel: str = "key", ylabel: str = "query") -> Figure:
+    """Heat map of attention weights, or of any matrix (values, outputs, a linear map): columns on x, rows on y.
 
     weights: (N_q, N_k), or (P, N_q, N_k) for P panels (e.g. heads), leading size-1 dims allowed; tensor or array.
-    query_labels (N_q) / key_labels (N_k): token strings; annotate: write each value in its cell (default: when the
-    matrix is at most 12 x 12). vmin / vmax: colour range (default: the data range).
+    query_labels (N_q) / key_labels (N_k): tick labels of the rows / columns (token strings). xlabel / ylabel: what
+    the columns / rows are (default "key" / "query", right for attention weights; say e.g. "value dimension" /
+    "token" for a matrix of values). annotate: write each value in its cell (default: when the matrix is at most
+    12 x 12), at a font size that fits the cell, or not at all when the cells are too small for legible text.
+    vmin / vmax: colour range (default: the data range, widened to round tick values).
     """
     panels = _as_panels(weights, "weights").astype(float)
     annotate = max(panels.shape[1:]) <= 12 if annotate is None else annotate
-    vmin = np.nanmin(panels) if vmin is None else vmin
-    vmax = np.nanmax(panels) if vmax is None else vmax
+    vmin, vmax, ticks = _colour_range(panels, vmin, vmax)
     fig, axes, image = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
-                                      {"cmap": cmap, "vmin": vmin, "vmax": vmax})
+                                      {"cmap": cmap, "vmin": vmin, "vmax": vmax}, xlabel, ylabel,
+                                      cell=_ANNOTATED_CELL if annotate else _CELL)
+    fig.colorbar(image, ax=axes, shrink=0.8, ticks=ticks)
     if annotate:
-        middle = (vmin + vmax) / 2
-        for ax, matrix in zip(axes, panels):
-            for (i, j), value in np.ndenumerate(matrix):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > middle else "white")
-    fig.colorbar(image, ax=axes, shrink=0.8)
+        _annotate(fig, axes, panels, middle=(vmin + vmax) / 2)
     return fig
 
 
@@ -140,11 +206,14 @@ def plot_diagonal_weight(dims: Sequence[int], diagonal: Sequence[float], n_token
 
 
 def plot_mask(mask, query_labels: Sequence[str] | None = None, key_labels: Sequence[str] | None = None,
-              title: str | None = None, panel_titles: Sequence[str] | None = None) -> Figure:
+              title: str | None = None, panel_titles: Sequence[str] | None = None, xlabel: str = "key",
+              ylabel: str = "query") -> Figure:
     """Picture of a boolean attention mask (True = may attend, drawn dark; False = blocked, light).
 
     mask: (N_q, N_k), (P, N_q, N_k) for P panels (e.g. the batch of a padding mask), broadcast shapes with size-1
     dims such as (B, 1, 1, N_k) -> one row per batch element; a 1-D (N_k,) mask is drawn as one row.
+    xlabel / ylabel: what the columns / rows are (default "key" / "query"; e.g. "article" for the rows of a
+    padding mask). The figure has the mask's aspect: a (4, 48) padding mask is a wide, low strip.
     """
     array = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
     if array.dtype != bool:
@@ -154,10 +223,11 @@ def plot_mask(mask, query_labels: Sequence[str] | None = None, key_labels: Seque
     panels = _as_panels(array, "mask").astype(float)
     cmap = ListedColormap(["#f1f1f1", "#2b5f9e"])
     fig, axes, _ = _matrix_panels(panels, query_labels, key_labels, title, panel_titles,
-                                  {"cmap": cmap, "vmin": 0, "vmax": 1})
+                                  {"cmap": cmap, "vmin": 0, "vmax": 1}, xlabel, ylabel, right=1.5)
     for ax in axes:
         ax.set_xticks(np.arange(-0.5, panels.shape[2], 1), minor=True)
         ax.set_yticks(np.arange(-0.5, panels.shape[1], 1), minor=True)
+        ax.tick_params(which="minor", length=0)
         ax.grid(which="minor", color="white", lw=0.5)
     axes[-1].legend(handles=[Patch(color="#2b5f9e", label="True: may attend"),
                              Patch(color="#f1f1f1", label="False: blocked")],

@@ -99,8 +99,10 @@ def _checkpoint_quality(path, reference):
     return None
 
 
-# 1(f): the student's cell calls `summarize`; here it is a recording stand-in (no model runs in the sandbox) whose
-# output tells the parent how it was called.
+# 1(f): the student's cell calls `summarize` (method="sample": one draw per article, as in summarizer/decode.py);
+# here it is a recording stand-in with the same signature (no model runs in the sandbox) whose output tells the
+# parent how it was called: a draw is named by its row in the call and the seed, so the same call repeated gives the
+# same summaries, as the real sampler does.
 FAKE_SUMMARIZE = """
 import torch
 from types import SimpleNamespace
@@ -110,20 +112,19 @@ model, tok = SimpleNamespace(), SimpleNamespace()
 corpus = SimpleNamespace(test_articles=[f"article {i}: a package description" for i in range(8)])
 
 
-def summarize(model, tok, articles, *, method="beam", num_samples=1, temperature=1.0, top_k=0, top_p=1.0,
-              seed=0, **options):
+def summarize(model, tok, articles, *, method="beam", batch_size=128, beam_size=4, temperature=1.0, top_k=0,
+              top_p=1.0, no_repeat_ngram_size=3, max_len=None, seed=0):
     if method not in ("greedy", "beam", "sample"):
         raise ValueError(f"method={method!r}: expected 'greedy', 'beam' or 'sample'")
     number = lambda text: int(text.split(":")[0].split()[-1])
     if method != "sample":
         return [f"{method} summary of article {number(a)}" for a in articles]
-    texts = [f"sample {j} of article {number(a)} (seed {seed})" for a in articles for j in range(num_samples)]
-    return texts if num_samples == 1 else [texts[i:i + num_samples] for i in range(0, len(texts), num_samples)]
+    return [f"sample {row} of article {number(a)} (seed {seed})" for row, a in enumerate(articles)]
 """
 
 
 def _samples(got, expected, request):
-    """samples: for each of the 4 articles, N_SAMPLES = 5 sampled summaries (method="sample")."""
+    """samples: for each of the 4 articles, N_SAMPLES = 5 different sampled summaries (method="sample")."""
     if not isinstance(got, list) or len(got) != 4:
         return f"samples should be a list with one entry per article (4), got {type(got).__name__}"
     for i, options in enumerate(got):
@@ -132,7 +133,7 @@ def _samples(got, expected, request):
         if not all(s.startswith("sample ") and f" of article {i} " in s for s in options):
             return f"samples[{i}] was not made by summarize(..., method='sample') on article {i}"
         if len(set(options)) != 5:
-            return f"samples[{i}] repeats a summary: draw num_samples=N_SAMPLES samples in one call"
+            return f"samples[{i}] repeats a summary: its N_SAMPLES summaries should be different draws"
     return None
 
 

@@ -1,10 +1,11 @@
-"""Decoding: greedy, sampling (temperature / top-k / top-p, several samples per article), beam search.
+"""Decoding: greedy, sampling (temperature / top-k / top-p: one sampled summary per article), beam search.
 
 The encoder memory is computed once per article; the decoder keeps the model's incremental-decoding cache
 (`Summarizer.empty_cache`) so each step computes only the newest position (`use_cache=False` re-runs the decoder on
 the whole prefix: the plain reference path the tests compare against).
-Shapes: B articles, S source length, K samples or beams per article, N = B * K rows (article b owns rows b*K to
-b*K + K - 1), t ids generated so far (with the leading <bos>), T returned length, V vocabulary, d_enc / d_dec widths.
+Shapes: B articles, S source length, K beams per article, N decoded rows (B, or B * K in beam search: article b owns
+rows b*K to b*K + K - 1), t ids generated so far (with the leading <bos>), T returned length, V vocabulary,
+d_enc / d_dec widths.
 """
 
 from __future__ import annotations
@@ -82,22 +83,27 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
 
 @torch.no_grad()
 def generate(model: Summarizer, src: Tensor, *, max_len: int | None = None, sample: bool = False,
-             num_samples: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             no_repeat_ngram_size: int = 0, use_cache: bool = True, generator: torch.Generator | None = None
-             ) -> Tensor:
-    """Greedy (sample=False) or sampled continuations: src (B, S) -> ids (B * num_samples, T) without <bos>.
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, no_repeat_ngram_size: int = 0,
+             use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """Greedy (sample=False) or sampled (sample=True) continuation of each article: src (B, S) -> ids (B, T) without
+    <bos>.
 
-    Rows b * num_samples ... (b + 1) * num_samples - 1 belong to article b: all samples come from one batched call.
+    Sampling draws each next token from the model's distribution divided by `temperature` (< 1 sharper, > 1 flatter)
+    and cut to the top_k tokens / the top_p nucleus (filter_logits), with `generator`'s random numbers.
     After <eos> a row emits <pad>.
     """
-    if num_samples < 1 or temperature <= 0:
-        raise ValueError(f"num_samples={num_samples} must be >= 1 and temperature={temperature} > 0")
-    if num_samples > 1 and not sample:
-        raise ValueError("num_samples > 1 needs sample=True (greedy decoding gives identical copies)")
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0")
     model.eval()
-    max_len = max_len or model.cfg.max_target_len
-    state = _Decoder(model, src, num_samples, use_cache)  # N = B * num_samples rows
-    done = torch.zeros(state.ids.shape[0], dtype=torch.bool, device=src.device)  # (N,)
+    state = _Decoder(model, src, 1, use_cache)  # N = B rows
+    return _extend(state, max_len or model.cfg.max_target_len, sample, temperature, top_k, top_p,
+                   no_repeat_ngram_size, generator)
+
+
+def _extend(state: _Decoder, max_len: int, sample: bool, temperature: float, top_k: int, top_p: float,
+            no_repeat_ngram_size: int, generator: torch.Generator | None) -> Tensor:
+    """Decode every row of `state` until all have emitted <eos> or max_len ids: ids (N, 1) -> (N, T) without <bos>."""
+    done = torch.zeros(state.ids.shape[0], dtype=torch.bool, device=state.ids.device)  # (N,)
     for _ in range(max_len - 1):
         logp = block_repeated_ngrams(state.next_log_probs(), state.ids, no_repeat_ngram_size)  # (N, V)
         if sample:
@@ -113,11 +119,39 @@ def generate(model: Summarizer, src: Tensor, *, max_len: int | None = None, samp
     return state.ids[:, 1:]  # (N, T)
 
 
+# === BEGIN INSTRUCTOR ONLY ===
+@torch.no_grad()
+def generate_samples(model: Summarizer, src: Tensor, num_samples: int, *, max_len: int | None = None,
+                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, no_repeat_ngram_size: int = 0,
+                     use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """num_samples sampled continuations of each article from one batched call, the encoder run once per article
+    (question 1(f)'s worked answer without re-encoding): src (B, S) -> ids (B * num_samples, T) without <bos>.
+
+    The memory of article b is repeated num_samples times (repeat_interleave in _Decoder): rows b * num_samples ...
+    (b + 1) * num_samples - 1 belong to article b, each row draws its own tokens and stops at its own <eos>.
+    """
+    if num_samples < 1 or temperature <= 0:
+        raise ValueError(f"num_samples={num_samples} must be >= 1 and temperature={temperature} > 0")
+    model.eval()
+    state = _Decoder(model, src, num_samples, use_cache)  # N = B * num_samples rows
+    return _extend(state, max_len or model.cfg.max_target_len, True, temperature, top_k, top_p,
+                   no_repeat_ngram_size, generator)
+# === END INSTRUCTOR ONLY ===
+
+
 @torch.no_grad()
 def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: int | None = None,
-                length_penalty: float = 1.0, no_repeat_ngram_size: int = 3, num_return: int = 1,
-                min_len: int = 0, use_cache: bool = True) -> list[list[list[int]]]:
-    """Beam search for each article: src (B, S) -> per article the `num_return` best id lists (without <bos>/<eos>).
+                length_penalty: float = 1.0, no_repeat_ngram_size: int = 3, min_len: int = 0,
+                use_cache: bool = True) -> list[list[int]]:
+    """Beam search for each article: src (B, S) -> per article the best hypothesis's ids (without <bos>/<eos>)."""
+    hypotheses = _beam_hypotheses(model, src, beam_size=beam_size, max_len=max_len, length_penalty=length_penalty,
+                                  no_repeat_ngram_size=no_repeat_ngram_size, min_len=min_len, use_cache=use_cache)
+    return [found[0][1] if found else [] for found in hypotheses]
+
+
+def _beam_hypotheses(model: Summarizer, src: Tensor, *, beam_size: int, max_len: int | None, length_penalty: float,
+                     no_repeat_ngram_size: int, min_len: int, use_cache: bool) -> list[list[tuple[float, list[int]]]]:
+    """The finished hypotheses of each article's beam search, best first: per article (score, ids) pairs.
 
     Hypothesis score = sum of log-probs / length ** length_penalty; <eos> is banned before `min_len` tokens. An article
     stops once it has beam_size finished hypotheses; at max_len the live beams count as finished.
@@ -126,8 +160,8 @@ def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: 
     of every article, keeps the best K that do not end (those ending in <eos> join `finished`) and reorders the rows
     (ids and cache) to the kept beams' parents.
     """
-    if not 1 <= num_return <= beam_size:
-        raise ValueError(f"num_return={num_return} must be between 1 and beam_size={beam_size}")
+    if beam_size < 1:
+        raise ValueError(f"beam_size={beam_size} must be >= 1")
     model.eval()
     b, k = src.shape[0], beam_size
     max_len = max_len or model.cfg.max_target_len
@@ -168,41 +202,29 @@ def beam_search(model: Summarizer, src: Tensor, *, beam_size: int = 4, max_len: 
             break
         scores = torch.tensor(new_scores, device=src.device).view(b, k)  # (N,) -> (B, K)
         state.append(torch.tensor(tokens, device=src.device), torch.tensor(rows, device=src.device))  # ids (N, t + 1)
-    out = []
-    for f in finished:
-        f.sort(key=lambda x: -x[0])
-        out.append([ids for _, ids in f[:num_return]] or [[]])
-    return out
+    return [sorted(f, key=lambda x: -x[0]) for f in finished]
 
 
 @torch.no_grad()
 def summarize(model: Summarizer, tok: Tokenizer, articles: Sequence[str], *, method: str = "beam",
-              batch_size: int = 128, beam_size: int = 4, num_samples: int = 1, temperature: float = 1.0,
-              top_k: int = 0, top_p: float = 1.0, no_repeat_ngram_size: int = 3, max_len: int | None = None,
-              seed: int = 0) -> list[str] | list[list[str]]:
-    """Summaries of raw article texts. method: "greedy", "beam" or "sample".
-
-    Returns one string per article, or for method="sample" with num_samples > 1 a list of num_samples strings per
-    article.
-    """
+              batch_size: int = 128, beam_size: int = 4, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, no_repeat_ngram_size: int = 3, max_len: int | None = None,
+              seed: int = 0) -> list[str]:
+    """One summary of each raw article text. method: "greedy", "beam" or "sample" (generate(sample=True), with
+    temperature / top_k / top_p; `seed` seeds its random numbers: the same call gives the same summaries)."""
     if method not in ("greedy", "beam", "sample"):
         raise ValueError(f"method={method!r}: expected 'greedy', 'beam' or 'sample'")
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    out: list = []
+    out: list[str] = []
     for start in range(0, len(articles), batch_size):
         chunk = articles[start:start + batch_size]
         src = pad(encode(tok, chunk, model.cfg.max_source_len), model.device)  # (b, S)
         if method == "beam":
             best = beam_search(model, src, beam_size=beam_size, max_len=max_len,
                                no_repeat_ngram_size=no_repeat_ngram_size)
-            out += [decode(tok, hyps[0]) for hyps in best]
-            continue
-        ids = generate(model, src, max_len=max_len, sample=method == "sample", num_samples=num_samples,
-                       temperature=temperature, top_k=top_k, top_p=top_p,
-                       no_repeat_ngram_size=no_repeat_ngram_size, generator=generator)
-        texts = [decode(tok, row) for row in ids.tolist()]  # ids (b * num_samples, T)
-        if num_samples == 1:
-            out += texts
         else:
-            out += [texts[i:i + num_samples] for i in range(0, len(texts), num_samples)]
+            best = generate(model, src, max_len=max_len, sample=method == "sample", temperature=temperature,
+                            top_k=top_k, top_p=top_p, no_repeat_ngram_size=no_repeat_ngram_size,
+                            generator=generator).tolist()  # ids (b, T)
+        out += [decode(tok, ids) for ids in best]
     return out

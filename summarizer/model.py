@@ -31,7 +31,7 @@ MAX_TARGET_LEN = 32  # <bos> + synopsis + <eos>
 class SummarizerConfig:
     """Hyperparameters that define the network (saved in every checkpoint).
 
-    d_decoder: decoder width; None = d_model (question 1(d)).
+    d_decoder: decoder width; None = d_model.
     === BEGIN INSTRUCTOR ONLY ===
     It may differ from the encoder's width: cross-attention projects the memory's d_model-wide keys/values to the
     decoder's width (MultiHeadAttention(d_key_value=d_model)).

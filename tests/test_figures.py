@@ -3,6 +3,8 @@ and bad input is refused with a message that names it."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,3 +103,83 @@ def test_relative_position_similarity_shapes_and_bad_input():
 def test_figures_reject_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def _drawn(fig):
+    """The figure drawn by Agg (as a notebook shows it) and its renderer, for reading back extents."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _values_and_outputs():
+    """1(b)'s second figure: values V (8 tokens x 8 dims, standard normal) and outputs, annotated by default."""
+    values = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(0))
+    return figures.plot_attention_weights(values, [f"x{i}" for i in range(8)], [f"dim {j}" for j in range(8)],
+                                          panel_titles=["values V", "outputs V'"], xlabel="value dimension",
+                                          ylabel="token")
+
+
+def test_axis_labels_name_what_rows_and_columns_are():
+    """Callers label the axes (a matrix of values has tokens x value dimensions, not queries x keys); attention
+    weights and masks keep "query" / "key" by default."""
+    for ax in [a for a in _values_and_outputs().axes if a.images][:2]:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("value dimension", "token")
+    shift = figures.plot_attention_weights(torch.eye(6), annotate=False, xlabel="column j", ylabel="row i")
+    assert (shift.axes[0].get_xlabel(), shift.axes[0].get_ylabel()) == ("column j", "row i")
+    padding = figures.plot_mask(ka.padding_mask(torch.ones(2, 5, dtype=torch.bool)), xlabel="article position",
+                                ylabel="article")
+    assert (padding.axes[0].get_xlabel(), padding.axes[0].get_ylabel()) == ("article position", "article")
+    for fig in (figures.plot_attention_weights(_weights()), figures.plot_mask(ka.causal_mask(4))):
+        assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("key", "query")
+
+
+def test_annotations_fit_their_cells_without_overlapping():
+    """1(b)'s annotated 8 x 8 panels: every value is written, at a legible size, and no two texts overlap or touch on
+    the rendered figure (each text's box padded by a quarter of its font size: at least half an em between
+    neighbours); a matrix whose cells are too small for legible text is not annotated."""
+    fig = _values_and_outputs()
+    renderer = _drawn(fig)
+    for ax in [a for a in fig.axes if a.images][:2]:
+        assert len(ax.texts) == 64 and all(t.get_fontsize() >= 5 for t in ax.texts)
+        boxes = [t.get_window_extent(renderer).padded(0.25 * t.get_fontsize() * fig.dpi / 72) for t in ax.texts]
+        overlapping = [(a, b) for a, b in itertools.combinations(range(64), 2) if boxes[a].overlaps(boxes[b])]
+        assert not overlapping, [(ax.texts[a].get_text(), ax.texts[b].get_text()) for a, b in overlapping[:3]]
+        assert all(ax.get_window_extent(renderer).contains(*box.get_points().mean(0)) for box in boxes)
+    crowded = figures.plot_attention_weights(torch.rand(40, 40), annotate=True)
+    assert not crowded.axes[0].texts
+
+
+def test_colour_bar_labels_both_ends_of_its_range():
+    """A colour range taken from the data is widened to round ticks: the lowest and highest ticks sit at the ends of
+    the bar (weights from 0.0005 to 0.99 get 0 and 1), and every tick label lies inside the figure."""
+    weights = torch.tensor([[0.0005, 0.99], [0.3, 0.7]])
+    fig = figures.plot_attention_weights(weights)
+    renderer = _drawn(fig)
+    colour_bar = fig.axes[-1]
+    low, high = colour_bar.get_ylim()
+    ticks = [t for t in colour_bar.get_yticks() if low - 1e-9 <= t <= high + 1e-9]
+    assert (low, high) == pytest.approx((0.0, 1.0))
+    assert (ticks[0], ticks[-1]) == pytest.approx((low, high))
+    page = fig.bbox
+    for label in colour_bar.get_yticklabels():
+        if label.get_text():
+            box = label.get_window_extent(renderer)
+            assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+
+
+@pytest.mark.parametrize("shape", [(4, 48), (22, 48), (30, 5), (6, 6)])
+def test_mask_figure_has_the_mask_aspect(shape):
+    """A mask picture is sized to the mask: a (4, 48) padding mask is a low strip, not a thin band in a square of
+    white space. Beyond the drawn matrix the figure keeps only room for labels, title and legend (inches)."""
+    n_q, n_k = shape
+    mask = torch.ones(n_q, n_k, dtype=torch.bool).tril()
+    fig = figures.plot_mask(mask, [f"q{i}" for i in range(n_q)], [f"_k{j}" for j in range(n_k)], title="mask")
+    _drawn(fig)
+    ax = fig.axes[0]
+    width, height = fig.get_size_inches()
+    box = ax.get_position()                                              # figure fractions, after the layout
+    assert height - box.height * height < 1.8 and width - box.width * width < 3.2
+    assert box.width * width / (box.height * height) == pytest.approx(n_k / n_q, rel=0.02)

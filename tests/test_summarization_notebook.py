@@ -8,13 +8,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from support import nbgrader
 
 import run_flags
 from bench.time_to_quality import load_results
+from grading.course import BEGIN_SOLUTION, END_SOLUTION
 from grading.notebooks import execute
-from summarizer.settings import FAST, results_path
+from grading.strip import outside_regions, strip_instructor_only
+from summarizer.batching import collate
+from summarizer.model import MAX_SOURCE_LEN
+from summarizer.pipeline import mask_example, prepare_corpus
+from summarizer.settings import FAST, FULL, results_path
+from summarizer.tokenizer import PAD_ID
 from summarizer.train import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +53,46 @@ def test_nbgrader_metadata(notebook):
     solution_code = [c for c in notebook.cells if nbgrader(c).get("solution") and c.cell_type == "code"]
     tests = [c for c in notebook.cells if nbgrader(c).get("grade") and not nbgrader(c)["solution"]]
     assert len(solution_code) >= 3 and len(tests) >= 4
+
+
+def _cell(notebook, grade_id: str):
+    return next(c for c in notebook.cells if nbgrader(c).get("grade_id") == grade_id)
+
+
+@pytest.mark.parametrize("run", [FAST, FULL], ids=["fast", "full"])
+def test_mask_example_is_padded_in_its_article_and_its_summary_in_both_modes(run, notebook):
+    """1(e)'s batch with each mode's data and tokenizer, prepared as the notebook prepares them (no training): no
+    article is cut, the four lengths differ, and the pictured pair (the shortest article) is padded in its article
+    and in its summary, so the source padding, decoder and cross-attention masks all have False columns. The worked
+    answer quotes these lengths."""
+    assert "mask_batch = mask_example(corpus)" in _cell(notebook, "q1e").source
+    src, tgt_in, _ = collate(mask_example(prepare_corpus(run, seed=0)))
+    src_len, tgt_len = (src != PAD_ID).sum(1).tolist(), (tgt_in != PAD_ID).sum(1).tolist()
+    n_src, n_tgt = src.shape[1], tgt_in.shape[1]
+    assert n_src < MAX_SOURCE_LEN and len(set(src_len)) == 4
+    pictured = src_len.index(min(src_len))
+    assert pictured == 0 and src_len[0] < n_src and tgt_len[0] < n_tgt
+    answer = _cell(notebook, "answer_1e").source
+    assert f"{src_len} of {n_src}" in answer and f"{tgt_len[0]} of {n_tgt}" in answer
+    assert f"{src_len[0]} real tokens of {n_src}" in answer or f"{src_len[0]} of {n_src}" in answer
+
+
+def test_student_stubs_name_what_the_rest_of_the_notebook_reads(notebook):
+    """The release turns a solution region into `raise NotImplementedError()`: what the cell's own code and the test
+    cells read (1(f) `samples` and `sample_summaries`, 1(d) `cross` and `mixed`) is named outside the region."""
+    expected = {"q1f_code": ("def sample_summaries(", "samples = sample_summaries("),
+                "q1d": ("cross, mixed = None, None", "if cross is None", "if mixed is None")}
+    for grade_id, names in expected.items():
+        kept = outside_regions(_cell(notebook, grade_id).source, [(BEGIN_SOLUTION, END_SOLUTION)])
+        assert all(name in kept for name in names), (grade_id, kept)
+
+
+def test_released_decoding_draws_one_summary_per_article():
+    """1(f) asks how to get several summaries per article: the released summarizer/decode.py samples one per article
+    and still imports; the several-per-article path (generate_samples) is instructor-only."""
+    released = strip_instructor_only((ROOT / "summarizer" / "decode.py").read_text(), "summarizer/decode.py")
+    assert not [word for word in ("num_samples", "num_return", "generate_samples") if word in released]
+    compile(released, "decode.py", "exec")
 
 
 def test_notebook_executes_headless_in_fast_mode():

@@ -7,7 +7,7 @@ import torch
 
 from summarizer.batching import EncodedPairs, collate
 from summarizer.checkpoint import load_checkpoint, save_checkpoint
-from summarizer.decode import beam_search, block_repeated_ngrams, filter_logits, generate, summarize
+from summarizer.decode import _beam_hypotheses, beam_search, block_repeated_ngrams, filter_logits, generate, summarize
 from summarizer.evaluate import lead_summary, rouge, rouge_table
 from summarizer.model import Summarizer, SummarizerConfig
 from summarizer.settings import FAST, FULL, settings
@@ -132,11 +132,16 @@ def test_cached_decoding_equals_uncached(attention):
                                                        ("softmax", 48, False)])
 def test_beam_search_with_model_cache_equals_uncached(attention, d_decoder, copy):
     """Beam search through the model-owned DecoderCache (empty_cache / reorder) = re-running the decoder on every
-    prefix (use_cache=False), with n-gram blocking, min_len and several returned hypotheses."""
+    prefix (use_cache=False), with n-gram blocking, min_len, and every finished hypothesis, not only the best."""
     model = tiny(attention, copy, d_decoder, max_source_len=7)
     src, _ = batch(b=4)
-    kw = dict(beam_size=4, max_len=10, num_return=3, min_len=2, no_repeat_ngram_size=2, length_penalty=0.7)
-    assert beam_search(model, src, **kw) == beam_search(model, src, use_cache=False, **kw)
+    kw = dict(beam_size=4, max_len=10, min_len=2, no_repeat_ngram_size=2, length_penalty=0.7)
+
+    def hypotheses(use_cache):
+        return [[ids for _, ids in found] for found in _beam_hypotheses(model, src, use_cache=use_cache, **kw)]
+
+    assert hypotheses(True) == hypotheses(False)
+    assert beam_search(model, src, **kw) == [found[0] for found in hypotheses(True)]
 
 
 def test_decoder_cache_reorder_follows_the_rows():
@@ -177,18 +182,30 @@ def test_greedy_equals_stepwise_argmax_of_full_model():
         assert out[b, : len(prefix) - 1].tolist() == prefix[1:]
 
 
-def test_number_of_summaries_and_sampling_filters():
+def test_sampling_filters_and_beam_hypotheses():
     model = tiny()
     src, _ = batch()
-    ids = generate(model, src, sample=True, num_samples=4, top_k=5, top_p=0.9,
-                   generator=torch.Generator().manual_seed(0))
-    assert ids.shape[0] == 3 * 4
+    draw = lambda seed: generate(model, src, sample=True, top_k=5, top_p=0.9,  # noqa: E731
+                                 generator=torch.Generator().manual_seed(seed))
+    assert draw(0).shape[0] == 3 and torch.equal(draw(0), draw(0))              # one row per article, seeded
     assert torch.equal(generate(model, src, sample=True, top_k=1), generate(model, src))  # top-1 sampling = greedy
-    best = beam_search(model, src, beam_size=4, num_return=3)
-    assert [len(h) for h in best] == [3, 3, 3]
-    assert all(len(h[0]) >= 6 for h in beam_search(model, src, beam_size=2, min_len=6))
+    found = _beam_hypotheses(model, src, beam_size=4, max_len=None, length_penalty=1.0, no_repeat_ngram_size=3,
+                             min_len=0, use_cache=True)
+    assert [len(f) for f in found] == [4, 4, 4]                                # beam_size finished per article
+    assert all([s for s, _ in f] == sorted((s for s, _ in f), reverse=True) for f in found)   # best first
+    assert all(len(ids) >= 6 for ids in beam_search(model, src, beam_size=2, min_len=6))
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, src, sample=True, temperature=0)
+    # === BEGIN INSTRUCTOR ONLY ===
+    from summarizer.decode import generate_samples
+
+    ids = generate_samples(model, src, 4, top_k=5, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    assert ids.shape[0] == 3 * 4
+    top1 = generate_samples(model, src, 4, top_k=1)        # top-1 samples: rows b*4 .. b*4 + 3 are article b's greedy
+    assert torch.equal(top1, generate(model, src).repeat_interleave(4, 0))
     with pytest.raises(ValueError, match="num_samples"):
-        generate(model, src, num_samples=2)
+        generate_samples(model, src, 0)
+    # === END INSTRUCTOR ONLY ===
 
 
 def test_filter_logits_against_brute_force():
