@@ -8,10 +8,11 @@
      "favor+iid"    FAVOR+ positive features, i.i.d. Gaussian projections (n_features = n_random),
      "favor+"       FAVOR+ positive features, orthogonal projections (n_features = n_random).
    Results come back as a pandas DataFrame (one row per method, D, n_random, input scale and seed);
-   `summarize_errors`, `fit_error_slopes` and `error_ratios` reduce it, `plot_approximation_error` and
-   `plot_error_heatmap` draw it, with the Figure convention of figures.py (which holds the notebooks' other plots).
-
+   `summarize_errors`, `error_table`, `fit_error_slopes` and `error_ratios` reduce it, `format_table` prints a table
+   in full, `plot_approximation_error` and `plot_error_heatmap` draw it, with the Figure convention of figures.py
+   (which holds the notebooks' other plots).
 === BEGIN INSTRUCTOR ONLY ===
+
 Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 8..4096, scales 0.25..1, N = 128,
 5 seeds; 3000 rows). Inputs have N(0, s^2) entries, so ||x||^2 / sigma^2 ~ s^2 sqrt(D) runs from 0.25 to 16.
   * Rate: at s = 0.25 the log-log slope of error vs D_random is -0.47 .. -0.53 for all three maps and every D
@@ -25,10 +26,12 @@ Measured results of the default configuration (FULL_CONFIG: D 16..256, D_random 
     trigonometric: 1.41 (s 0.25), 0.47 (0.5), 0.057 (0.75), 0.013 (1.0) -- positive features win from
     ||x||^2 / sigma^2 ~ 1 on; at small norms the trigonometric map (2 D_random features, MSE ~ (1 - e^-||q-k||^2)^2)
     is better, as the MSE formulas of Choromanski et al. (2021) predict. To i.i.d. positive: 0.88, 0.98, 0.98, 1.00.
-  * Real queries/keys (all-MiniLM-L6-v2, layer index 2, 12 heads, D = 32, N = 80; ||x||^2 / sigma^2 ~ 11): at
-    D_random = 4096 the orthogonal positive error is 0.71 (i.i.d. 0.76; slope -0.06), trigonometric 1e2 .. 1e4.
-  * Cost: 7.0 CPU-minutes for FULL_CONFIG (torch on 2 CPU cores; a few minutes wall on an idle 2-core laptop), 32 CPU-s
-    for the real-q/k run, about 1 s for FAST_CONFIG (HW8_FAST=1).
+  * Real queries/keys (all-MiniLM-L6-v2, layer index 2, 12 heads, D = 32, N = 72 tokens of the notebook's paragraph;
+    ||x||^2 / sigma^2 ~ 10.8): at D_random = 4096 the orthogonal positive error is 0.74 (i.i.d. 0.78; slopes -0.06),
+    trigonometric 50 .. 2e3.
+  * FAST_CONFIG (HW8_FAST=1) is a corner of FULL_CONFIG (D 16 and 256, s 0.25, 0.5, 1; the same D_random values,
+    seeds and N), so its numbers equal the full run's there.
+  * Cost (2 shared CPU cores, torch 2 threads): FULL_CONFIG 35 s, the real-q/k run 4 s, FAST_CONFIG about 10 s.
 === END INSTRUCTOR ONLY ===
 """
 
@@ -60,8 +63,11 @@ __all__ = [
     "attention_errors",
     "approximation_error_experiment",
     "summarize_errors",
+    "error_table",
     "fit_error_slopes",
     "error_ratios",
+    "format_number",
+    "format_table",
     "plot_approximation_error",
     "plot_error_heatmap",
 ]
@@ -104,12 +110,14 @@ class ErrorExperimentConfig:
 FULL_CONFIG = ErrorExperimentConfig(d_values=(16, 32, 64, 128, 256),
                                     n_random_values=tuple(2 ** i for i in range(3, 13)),   # 8 .. 4096
                                     n_seeds=5, n_tokens=128, scales=(0.25, 0.5, 0.75, 1.0))
-FAST_CONFIG = ErrorExperimentConfig(d_values=(16, 64), n_random_values=(16, 64, 256), n_seeds=2, n_tokens=32,
-                                    scales=(0.25, 1.0))
+# A corner of the full grid (D 16 and 256, three of the four input scales), same n_random values, seeds and sizes: every
+# setting draws its inputs and features from its own seeds, so the fast run's numbers are the full run's there.
+FAST_CONFIG = ErrorExperimentConfig(d_values=(16, 256), n_random_values=FULL_CONFIG.n_random_values,
+                                    n_seeds=FULL_CONFIG.n_seeds, n_tokens=FULL_CONFIG.n_tokens, scales=(0.25, 0.5, 1.0))
 
 
 def experiment_config(fast: bool | None = None) -> ErrorExperimentConfig:
-    """FULL_CONFIG (a few minutes on a laptop CPU), or FAST_CONFIG when fast (default: HW8_FAST=1)."""
+    """FULL_CONFIG (about a minute on a laptop CPU), or FAST_CONFIG when fast (default: HW8_FAST=1)."""
     return FAST_CONFIG if (run_flags.fast() if fast is None else fast) else FULL_CONFIG
 
 
@@ -122,9 +130,10 @@ def random_queries_keys(n_tokens: int, d: int, scale: float = 1.0, generator: to
                         dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
     """Queries and keys with controlled norms: i.i.d. N(0, scale^2) entries, each of shape (n_tokens, d).
 
-    Then E||x||^2 = scale^2 D, the logits q . k / sqrt(D) have standard deviation scale^2 (scale 1: the attention
-    of a layer whose inputs are layer-normalised), and ||x||^2 / sigma^2 = scale^2 sqrt(D) with sigma^2 = sqrt(D).
+    Then E||x||^2 = scale^2 D and the logits q . k / sqrt(D) have standard deviation scale^2 (scale 1: the attention
+    of a layer whose inputs are layer-normalised).
     === BEGIN INSTRUCTOR ONLY ===
+    ||x||^2 / sigma^2 = scale^2 sqrt(D) with sigma^2 = sqrt(D).
     The exponent that question 3(a)ii's phi_sm multiplies the random features by grows with D and with the scale.
     === END INSTRUCTOR ONLY ===
     """
@@ -177,8 +186,8 @@ def attention_errors(q: Tensor, k: Tensor, v: Tensor, feature_map: torch.nn.Modu
     q (..., N_q, D), k (..., N_k, D), v (..., N_k, M); exact: (out, weights) of
     kernel_attention.scaled_dot_product_attention if already computed.
     Returns {"attn_rel_error": ||A_hat - A||_F / ||A||_F, "out_rel_error": ||V'_hat - V'||_F / ||V'||_F} where
-    A_hat is the row-normalised phi(Q) phi(K)^T (kernel_attention_quadratic) and V'_hat the linear-time output
-    (linear_attention). eps = 0: the error measured is that of the approximation alone.
+    A_hat is the matrix of weights of eq. (2) (kernel_attention_quadratic, return_weights=True) and V'_hat the output
+    of linear_attention. eps = 0: the error measured is that of the approximation alone.
     """
     out, weights = ka.scaled_dot_product_attention(q, k, v, return_weights=True) if exact is None else exact
     phi_q = feature_map(q, is_query=True)                               # (..., N_q, n_features)
@@ -220,7 +229,7 @@ def approximation_error_experiment(d_values: Sequence[int] | None = None,
 
     Returns a DataFrame, one row per (method, d, scale, n_random, seed), columns: method, inputs ("gaussian" or
     "given"), d, scale (NaN for given inputs), n_random, n_features, seed, n_tokens, sq_norm_over_sigma2 (mean
-    ||x||^2 / sqrt(D) over the query and key rows: the exponent of phi_sm), attn_rel_error, out_rel_error.
+    ||x||^2 / sigma^2 over the query and key rows, sigma^2 = sqrt(D)), attn_rel_error, out_rel_error.
     """
     config = experiment_config(fast)
     methods = tuple(config.methods if methods is None else methods)
@@ -283,11 +292,34 @@ def summarize_errors(results: pd.DataFrame, metric: str = "attn_rel_error") -> p
     return summary.reset_index()
 
 
+def error_table(results: pd.DataFrame, metric: str = "attn_rel_error",
+                index: Sequence[str] = ("method", "scale", "d")) -> pd.DataFrame:
+    """The whole grid of seed-mean errors: one row per value of `index` (columns of the results), one column per
+    n_random."""
+    _check_metric(results, metric)
+    return summarize_errors(results, metric).pivot_table(index=list(index), columns="n_random", values="mean")
+
+
+def format_number(x: float) -> str:
+    """A measured number as the notebook prints it: 3 significant digits, whole numbers from 100 on
+    (0.00123, 0.0456, 0.789, 1.2, 346)."""
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def format_table(table: pd.DataFrame, number=format_number) -> str:
+    """The whole table as text (no row or column left out), every number written by `number`."""
+    return table.to_string(float_format=number)
+
+
 def fit_error_slopes(results: pd.DataFrame, metric: str = "attn_rel_error") -> pd.DataFrame:
     """Least-squares slope of log(mean error) against log(n_random) per (method, inputs, d, scale).
 
+    === BEGIN INSTRUCTOR ONLY ===
     Monte-Carlo theory predicts slope -1/2 (error ~ 1/sqrt(n_random)) once the error is small; an exponent well above
     -1/2 means the estimate is not yet in that regime (e.g. trigonometric features with near-zero normalisers).
+    === END INSTRUCTOR ONLY ===
     Returns columns method, inputs, d, scale, slope, intercept (log error at n_random = 1), n_points.
     """
     summary = summarize_errors(results, metric)
@@ -337,7 +369,12 @@ def _setting_name(column: str, value) -> str:
 def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_error", by: str = "d") -> Figure:
     """Log-log error vs n_random: one column of panels per method, one row per value of the other setting
     (by="d": a row per input scale, a line per D; by="scale": a row per D, a line per scale). Each line is the seed
-    mean with a +-1 standard deviation band; the dashed line is the 1/sqrt(n_random) rate of theory."""
+    mean with a +-1 standard deviation band. The panels of a row share their y-axis, so the feature maps can be
+    compared at a glance.
+    === BEGIN INSTRUCTOR ONLY ===
+    The dashed line is the 1/sqrt(n_random) rate of Monte-Carlo theory.
+    === END INSTRUCTOR ONLY ===
+    """
     _check_metric(results, metric)
     if by not in ("d", "scale"):
         raise ValueError(f"by must be 'd' or 'scale', got {by!r}")
@@ -347,8 +384,12 @@ def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_erro
     row_values = list(pd.unique(summary[other]))        # pd.unique: NaN (given q / k) counts once
     fig, axes = panel_grid(len(methods) * len(row_values), (4.0, 3.1), n_cols=len(methods))
     for r, row_value in enumerate(row_values):
+        first = axes[r * len(methods)]
         for c, method in enumerate(methods):
             ax = axes[r * len(methods) + c]
+            if c:
+                ax.sharey(first)                                        # one y-axis per row
+                ax.tick_params(labelleft=False)
             part = _where(summary[summary["method"] == method], other, row_value)
             for value in pd.unique(part[by]):
                 line = _where(part, by, value).sort_values("n_random")
@@ -356,9 +397,11 @@ def plot_approximation_error(results: pd.DataFrame, metric: str = "attn_rel_erro
                 (handle,) = ax.plot(line["n_random"], mean, marker="o", ms=3, label=_setting_name(by, value))
                 ax.fill_between(line["n_random"], np.clip(mean - std, mean / 10, None), mean + std,
                                 color=handle.get_color(), alpha=0.15)
+            # === BEGIN INSTRUCTOR ONLY ===
             n_random = np.array(sorted(part["n_random"].unique()), dtype=float)
             anchor = part[part["n_random"] == n_random[0]]["mean"].min()
             ax.plot(n_random, anchor * np.sqrt(n_random[0] / n_random), "k--", lw=1, label="1/sqrt(D_random)")
+            # === END INSTRUCTOR ONLY ===
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"{METHOD_LABELS.get(method, method)}\n{_setting_name(other, row_value)}", fontsize=9)

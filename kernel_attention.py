@@ -10,7 +10,7 @@ Read top to bottom:
                                 one place (`redraw(generator)`): random Fourier features (eq. 4), the softmax kernel
                                 through the Gaussian kernel (question 3(a) i-ii), Performer FAVOR+, elu(x)+1, degree-2
                                 polynomial.
-5. Kernel attention          -- the explicit N x N reference, linear attention (eq. 2, O(N n_features M)), causal
+5. Kernel attention          -- the explicit N x N reference, linear attention (eq. 2, right to left), causal
                                 linear attention with S_i and Z_i (eq. 6): a plain loop and a fast chunked version.
 6. PerformerAttention        -- a drop-in replacement for MultiHeadAttention built on 4 and 5.
 
@@ -190,7 +190,9 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
 @_half_computed_in_float32
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                                  return_weights: bool = False):
-    """Scaled dot-product (softmax) attention, eq. (1): V'_i = sum_j softmax_j(Q_i . K_j / sqrt(D)) V_j.
+    """Scaled dot-product (softmax) attention, eq. (1):
+
+        V'_i = sum_j sim(Q_i, K_j) V_j / sum_j sim(Q_i, K_j),     sim(q, k) = sim_softmax(q, k) = exp(q . k / sqrt(D)).
 
     Args:
         q: queries (..., N_q, D).
@@ -200,9 +202,13 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         return_weights: also return the attention weights.
 
     Returns:
-        out (..., N_q, M) and, if return_weights, weights (..., N_q, N_k) whose rows sum to 1 over the keys.
+        out (..., N_q, M) and, if return_weights, the attention weights (..., N_q, N_k): entry (i, j) is the
+        coefficient of V_j in V'_i.
         A query row whose keys are all masked gets zero weights and a zero output (never NaN).
         float16 / bfloat16 inputs are computed in float32 and returned in the input dtype.
+    === BEGIN INSTRUCTOR ONLY ===
+    The weights' rows sum to 1 over the keys (a softmax over j for each query i; question 1(a)).
+    === END INSTRUCTOR ONLY ===
     """
     batch = _check_qkv(q, k, v)
     _check_mask("mask", mask, (*batch, q.shape[-2], k.shape[-2]))
@@ -347,8 +353,8 @@ def sinusoidal_positional_encoding(n_positions: int, d_model: int, dtype: torch.
 
 def positional_shift_matrix(d_model: int, shift: int = 1, dtype: torch.dtype | None = None) -> Tensor:
     """The matrix M (d_model, d_model) with p_{t+shift} = M p_t for every t (question 1(c)), in `dtype`.
-
     === BEGIN INSTRUCTOR ONLY ===
+
     Each (sin, cos) pair rotates by the angle shift * w_i:
         [sin((t+k) w)]   [ cos(k w)  sin(k w)] [sin(t w)]
         [cos((t+k) w)] = [-sin(k w)  cos(k w)] [cos(t w)]
@@ -432,17 +438,18 @@ class RandomFourierFeatures(FeatureMap):
         phi_random(x) = sqrt(1/n_random) [sin(w_1 . x), ..., sin(w_n_random . x),
                                           cos(w_1 . x), ..., cos(w_n_random . x)],     n_features = 2 n_random.
 
-    `redraw` draws the w_i so that E[phi(q) . phi(k)] = K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)).
+    The goal is E[phi(q) . phi(k)] = K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) (eq. 5). `redraw` fills the
+    buffer `omega` (D, n_random) with standard normal columns g_1 .. g_n_random ~ N(0, I_D); `forward` makes the w_i
+    from them. Which distribution must the w_i have for the goal to hold? (Check eq. (5); question 3(a)ii.)
     === BEGIN INSTRUCTOR ONLY ===
     phi(q) . phi(k) = (1/n_random) sum_i cos(w_i . (q - k)), and E[cos(w . u)] = exp(-s^2 ||u||^2 / 2)
     for w ~ N(0, s^2 I).
     Eq. (5) as printed (w ~ N(0, sigma^2 I)) therefore gives exp(-sigma^2 ||q-k||^2 / 2); to get the Gaussian kernel
-    K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) this module draws w ~ N(0, sigma^-2 I).
+    K_Gauss(q, k) = exp(-||q - k||^2 / (2 sigma^2)) forward uses w_i = g_i / sigma ~ N(0, sigma^-2 I).
     === END INSTRUCTOR ONLY ===
 
     Args: d (input width D), n_random (number of random vectors), sigma2 (sigma^2; default sqrt(D), the value of
     question 3(a)i).
-    Buffer `omega` (D, n_random) holds w_1 .. w_n_random as columns.
     """
 
     def __init__(self, d: int, n_random: int, sigma2: float | None = None):
@@ -457,15 +464,17 @@ class RandomFourierFeatures(FeatureMap):
         self.redraw()
 
     def redraw(self, generator: torch.Generator | None = None) -> None:
-        """Draw w_1 .. w_n_random (the columns of omega) so that E[phi(q) . phi(k)] = K_Gauss(q, k)."""
+        """Draw omega (D, n_random): n_random independent standard normal columns g_i ~ N(0, I_D)."""
         omega = torch.randn(self.d, self.n_random, generator=generator, device=_draw_device(generator))
-        self.omega = (omega / math.sqrt(self.sigma2)).to(self.omega)    # reassign, never in place (autograd-safe)
+        self.omega = omega.to(self.omega)                               # reassign, never in place (autograd-safe)
 
     def forward(self, x: Tensor, is_query: bool = False) -> Tensor:
-        """x (..., N, D) -> phi_random(x) (..., N, 2 n_random), eq. (4). is_query is unused (same map for q and k)."""
+        """x (..., N, D) -> phi_random(x) (..., N, 2 n_random), eq. (4), with the w_i made from the columns of
+        self.omega (D, n_random) and self.sigma2. is_query is unused (same map for q and k)."""
         self._check_input(x, self.d)
         ### BEGIN SOLUTION
-        projection = x @ self.omega.to(x.dtype)                         # (..., N, n_random): w_i . x
+        w = (self.omega / math.sqrt(self.sigma2)).to(x.dtype)          # (D, n_random): w_i = g_i / sigma
+        projection = x @ w                                              # (..., N, n_random): w_i . x
         features = torch.cat([torch.sin(projection), torch.cos(projection)], dim=-1)   # (..., N, 2 n_random)
         return features / math.sqrt(self.n_random)
         ### END SOLUTION
@@ -514,7 +523,10 @@ def orthogonal_gaussian_matrix(n_rows: int, d: int, generator: torch.Generator |
 
     Performer's orthogonal random features: QR of Gaussian (d, d) blocks gives orthonormal rows; each row is then
     rescaled by the norm of an independent N(0, I_d) vector (a chi_d length), so every row keeps the Gaussian
-    marginal (the estimator stays unbiased) while the orthogonality lowers its variance.
+    marginal (the estimator stays unbiased).
+    === BEGIN INSTRUCTOR ONLY ===
+    The orthogonality lowers its variance (Choromanski et al. 2021; measured in 3(a)iii at small norms).
+    === END INSTRUCTOR ONLY ===
     """
     if n_rows < 1 or d < 1:
         raise ValueError(f"orthogonal_gaussian_matrix needs positive sizes, got n_rows={n_rows}, d={d}")
@@ -688,7 +700,7 @@ def kernel_attention_quadratic(phi_q: Tensor, phi_k: Tensor, v: Tensor, mask: Te
 
 def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
                      eps: float = 1e-6) -> Tensor:
-    """Non-causal linear attention, eq. (2) computed right to left in O(N n_features M), never forming an N x N matrix:
+    """Non-causal linear attention, eq. (2) computed right to left, never forming an N x N matrix:
 
         V'_i = phi(Q_i)^T (sum_j phi(K_j) V_j^T) / (phi(Q_i)^T sum_j phi(K_j) + eps).
 
@@ -696,6 +708,9 @@ def linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_padding_mask: 
     True = real token (broadcastable to phi_k.shape[:-1]; padded keys are excluded from numerator and normaliser)
     -> (..., N_q, M).
     A query whose normaliser + eps is 0 (e.g. every key padded and eps=0) gets a zero output (use _divide_or_zero).
+    === BEGIN INSTRUCTOR ONLY ===
+    Cost: O(N n_features M) time (sum_j phi(K_j) V_j^T once, then one product per query), O(n_features M) state.
+    === END INSTRUCTOR ONLY ===
     """
     _check_kernel_inputs(phi_q, phi_k, v)
     phi_k, v = _drop_padded_keys(phi_k, v, key_padding_mask)
@@ -794,13 +809,15 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size:
 # 6. Performer attention: multi-head attention with the softmax kernel replaced by feature maps
 # ----------------------------------------------------------------------------------------------------------------------
 
-_FUSED_FAVOR_ATTENTION = None   # PerformerAttention(fast=True) uses it when set (in the instructor copy, section 7)
-
+_FUSED_FAVOR_ATTENTION = None   # a fused FAVOR+ implementation, if this copy has one: PerformerAttention(fast=True)
 
 
 class PerformerAttention(MultiHeadAttention):
     """Drop-in replacement for MultiHeadAttention (same constructor first arguments, same forward signature) that
-    computes each head with kernelized linear attention: O(N n_random Dh) instead of O(N^2 Dh).
+    computes each head with kernelized linear attention (linear_attention with a feature map).
+    === BEGIN INSTRUCTOR ONLY ===
+    Cost per head: O(N n_random Dh) instead of O(N^2 Dh).
+    === END INSTRUCTOR ONLY ===
 
     feature_map: "favor+" (default, approximates softmax), "favor+iid", "softmax_rff", "rff", "elu", "polynomial"
     (see make_feature_map) or a FeatureMap instance; one feature map of input width Dh is shared by all heads.
@@ -808,9 +825,9 @@ class PerformerAttention(MultiHeadAttention):
     redrawing); call `redraw_features_now(generator)` to redraw by hand. Dropout (no attention matrix to drop
     entries from) is applied to the per-head attention output. Causal attention uses causal_linear_attention
     (question 3(b), optional) and needs N_q == N_k; while that is not implemented it falls back, with a warning, to
-    the masked quadratic form kernel_attention_quadratic (same result, O(N^2)). attn_mask is not supported (only
-    padding and causal masks have a linear-time form) and raises ValueError. return_weights=True also returns the
-    implied weights (B, H, N_q, N_k), computed explicitly in O(N^2) -- for visualisation only.
+    the masked quadratic form kernel_attention_quadratic (same result, through the N x N matrix). attn_mask is not
+    supported (only padding and causal masks are) and raises ValueError. return_weights=True also returns the
+    implied weights (B, H, N_q, N_k), computed explicitly as an N x N matrix -- for visualisation only.
 
     eps defaults to 0 here: FAVOR+ features are stabilised by constants that cancel between numerator and normaliser
     only if nothing is added to the normaliser. An absolute eps would not cancel: it would let a future key's
@@ -844,7 +861,7 @@ class PerformerAttention(MultiHeadAttention):
             return causal_linear_attention(phi_q, phi_k, v, self.chunk_size, self.eps, key_padding_mask=keys)
         except NotImplementedError:
             warnings.warn("causal_linear_attention (3(b), optional) is not implemented: causal PerformerAttention "
-                          "uses the O(N^2) masked kernel attention instead", stacklevel=3)
+                          "uses the masked N x N kernel attention instead", stacklevel=3)
             mask = causal_mask(phi_q.shape[-2], device=phi_q.device)
             if keys is not None:
                 mask = combine_masks(mask, keys[..., None, :])
@@ -882,9 +899,9 @@ class PerformerAttention(MultiHeadAttention):
             _, weights = kernel_attention_quadratic(phi_q, phi_k, v, mask, self.eps, return_weights=True)
             weights = weights.to(out_dtype)
         return out, weights
-
-
 # === BEGIN INSTRUCTOR ONLY ===
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 7. Fused FAVOR+ attention (instructor-only fast path, stripped from the student release: it is a complete
 #    implementation of FavorPositiveFeatures, linear_attention and causal_linear_attention, so releasing it would hand

@@ -1,7 +1,6 @@
 """helper.py: the 3(a)iii experiment measures what it says (errors against direct computations, reproducible, bad
-input refused), and its plots render headless to PNG. (What the experiment finds is checked in
-tests/test_helper_findings.py, which stays with the instructor: it is the answer to 3(a)iii. The notebooks' other
-figures: tests/test_figures.py.)
+input refused), its tables print every number, and its plots render headless to PNG. (The notebooks' other figures:
+tests/test_figures.py.)
 
 Small grids only (the whole file runs in well under a minute on 2 shared cores).
 """
@@ -55,7 +54,7 @@ class ExactSoftmaxFeatures(torch.nn.Module):
 
 
 class ConstantFeatures(torch.nn.Module):
-    """phi(x) = 1: kernel attention becomes uniform averaging over the keys."""
+    """phi(x) = 1: kernel attention becomes the plain average of the values."""
 
     def forward(self, x, is_query=False):
         return torch.ones(*x.shape[:-1], 1, dtype=x.dtype)
@@ -71,7 +70,7 @@ def test_attention_errors_vanish_for_exact_features():
 def test_attention_errors_match_a_direct_computation():
     q, k = helper.random_queries_keys(12, 4, scale=1.0, generator=torch.Generator().manual_seed(1))
     v = torch.randn(12, 3, dtype=torch.float64)
-    weights = torch.softmax(q @ k.T / 2.0, dim=-1)                    # torch's softmax, sqrt(D) = 2
+    weights = torch.nn.functional.scaled_dot_product_attention(q, k, torch.eye(12, dtype=q.dtype))   # A I = A
     uniform = torch.full_like(weights, 1 / 12)
     expected_attn = torch.linalg.norm(uniform - weights) / torch.linalg.norm(weights)
     expected_out = torch.linalg.norm(uniform @ v - weights @ v) / torch.linalg.norm(weights @ v)
@@ -111,6 +110,22 @@ def test_fast_mode_selects_the_small_grid(monkeypatch):
     assert helper.experiment_config(fast=True) == helper.FAST_CONFIG
 
 
+def test_fast_grid_is_a_corner_of_the_full_grid():
+    """Fewer D and input scales, everything else equal: the fast run's numbers are the full run's at its settings."""
+    fast, full = helper.FAST_CONFIG, helper.FULL_CONFIG
+    assert set(fast.d_values) < set(full.d_values) and set(fast.scales) < set(full.scales)
+    assert (fast.n_random_values, fast.n_seeds, fast.n_tokens, fast.value_dim, fast.methods) == \
+        (full.n_random_values, full.n_seeds, full.n_tokens, full.value_dim, full.methods)
+
+
+def test_a_setting_gives_the_same_numbers_in_any_grid():
+    """Each setting draws its inputs and features from its own seeds, not from a stream shared along the grid."""
+    small = run(d_values=(8,), n_random_values=(4, 16), scales=(0.5,), n_seeds=2, n_tokens=10)
+    large = run(d_values=(4, 8), n_random_values=(2, 4, 16), scales=(0.25, 0.5), n_seeds=2, n_tokens=10)
+    part = large[(large["d"] == 8) & (large["scale"] == 0.5) & large["n_random"].isin([4, 16])]
+    pd.testing.assert_frame_equal(small.reset_index(drop=True), part.reset_index(drop=True))
+
+
 def test_captured_queries_keys_feed_the_experiment():
     torch.manual_seed(0)
     layer = ka.MultiHeadAttention(d_model=32, n_heads=4)
@@ -146,13 +161,16 @@ def test_experiment_rejects_bad_input(kwargs, message):
 
 def test_slopes_and_ratios_on_known_numbers():
     rows = [{"method": m, "inputs": "gaussian", "d": 16, "scale": 1.0, "n_random": n, "seed": 0,
-             "attn_rel_error": c * n ** -0.5, "out_rel_error": c * n ** -1.0}
+             "attn_rel_error": c * n ** -0.75, "out_rel_error": c * n ** -1.0}
             for m, c in (("favor+", 2.0), ("softmax_rff", 8.0)) for n in (4, 16, 64)]
     results = pd.DataFrame(rows)
     slopes = helper.fit_error_slopes(results).set_index("method")["slope"]
-    assert slopes.to_dict() == pytest.approx({"favor+": -0.5, "softmax_rff": -0.5})
+    assert slopes.to_dict() == pytest.approx({"favor+": -0.75, "softmax_rff": -0.75})
     assert helper.fit_error_slopes(results, "out_rel_error")["slope"].tolist() == pytest.approx([-1.0, -1.0])
     assert helper.error_ratios(results)["favor+/softmax_rff"].tolist() == pytest.approx([0.25] * 3)
+    table = helper.error_table(results)
+    assert table.index.names == ["method", "scale", "d"] and list(table.columns) == [4, 16, 64]
+    assert table.loc[("softmax_rff", 1.0, 16), 16] == pytest.approx(8.0 * 16 ** -0.75)
     with pytest.raises(ValueError, match="metric"):
         helper.summarize_errors(results, "accuracy")
     with pytest.raises(ValueError, match="reference"):
@@ -183,6 +201,29 @@ def test_plot_returns_a_figure_that_renders_to_png(name, tiny_results, tmp_path)
 
 def test_plot_layouts_follow_the_data(tiny_results):
     assert len([a for a in helper.plot_approximation_error(tiny_results).axes if a.get_visible()]) == 3 * 2
+
+
+@pytest.mark.parametrize("by", ["d", "scale"])
+def test_error_curve_panels_of_a_row_share_their_y_axis(tiny_results, by):
+    """Trigonometric and positive features are compared by eye: the panels of a row (one per feature map) have one
+    y-axis, with the same limits."""
+    fig = helper.plot_approximation_error(tiny_results, by=by)
+    fig.canvas.draw()
+    panels = [a for a in fig.axes if a.get_visible()]
+    rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
+    assert len(rows) == 2
+    for first, *others in rows:
+        for ax in others:
+            assert first.get_shared_y_axes().joined(first, ax)
+            assert ax.get_ylim() == pytest.approx(first.get_ylim())
+
+
+def test_format_table_prints_every_number():
+    assert [helper.format_number(x) for x in (0.0051234, 0.02351, 0.6078, 1.0, 208.7, 9118.3, -0.503)] == \
+        ["0.00512", "0.0235", "0.608", "1", "209", "9118", "-0.503"]
+    table = pd.DataFrame(np.arange(1, 301, dtype=float).reshape(100, 3) / 7)
+    text = helper.format_table(table)
+    assert "..." not in text and len(text.splitlines()) == 101 and helper.format_number(300 / 7) in text
 
 
 @pytest.mark.parametrize("call, message", [

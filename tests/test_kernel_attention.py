@@ -68,7 +68,9 @@ def test_sdpa_matches_torch_without_and_with_mask():
                                atol=1e-5, rtol=1e-5)
     assert weights.shape == (2, 3, 5, 7)
     assert torch.all(weights[~mask.expand_as(weights)] == 0)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5, dtype=weights.dtype))
+    identity = torch.eye(7, dtype=v.dtype).expand(2, 3, 7, 7)                  # values = I: torch's output is A I = A
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, identity, attn_mask=mask)
+    torch.testing.assert_close(weights, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_sdpa_causal_matches_torch_is_causal():
@@ -324,7 +326,12 @@ def test_performer_causal_does_not_look_ahead_and_returns_weights():
     torch.testing.assert_close(performer(changed, changed, changed, causal=True)[0][:, :4], out[:, :4])
     assert weights.shape == (1, 2, 7, 7)
     assert torch.all(weights[..., ka.causal_mask(7).logical_not()] == 0)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 7, dtype=torch.float64), atol=1e-5, rtol=0)
+    heads_in = {}                                                   # the implied weights give the heads' outputs
+    hook = performer.out_proj.register_forward_hook(lambda module, inputs, output: heads_in.update(x=inputs[0]))
+    performer(x, x, x, causal=True)
+    hook.remove()
+    values = ka.split_heads(performer.v_proj(x), 2)                 # (1, 2, 7, 4)
+    torch.testing.assert_close(ka.merge_heads(weights @ values), heads_in["x"], atol=1e-5, rtol=1e-5)
 
 
 def test_performer_padding_matches_truncated_sequence():

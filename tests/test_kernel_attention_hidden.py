@@ -205,6 +205,18 @@ def test_rff_default_sigma_is_sqrt_d():
     assert abs(mean - target) < 5 * error + 1e-3
 
 
+def test_rff_omega_holds_standard_normal_draws_and_forward_makes_the_w_i():
+    """redraw (provided) draws g_i ~ N(0, I_D); forward uses w_i = g_i / sigma ~ N(0, sigma^-2 I), the distribution for
+    which eq. (5) holds (the correction 3(a)ii asks for, so it is the student's code, not redraw's)."""
+    rff = ka.RandomFourierFeatures(16, 4096, sigma2=2.5).double()
+    assert rff.omega.shape == (16, 4096)
+    assert abs(rff.omega.mean().item()) < 0.01 and abs(rff.omega.std().item() - 1) < 0.01
+    x = torch.randn(3, 16, dtype=torch.float64)
+    projection = x @ rff.omega / math.sqrt(2.5)
+    expected = torch.cat([projection.sin(), projection.cos()], -1) / math.sqrt(4096)
+    torch.testing.assert_close(rff(x), expected)
+
+
 def test_random_features_batched_shapes():
     x = torch.randn(2, 3, 5, 6)
     for feature_map, width in [(ka.RandomFourierFeatures(6, 7), 14), (ka.SoftmaxRandomFourierFeatures(6, 7), 14),

@@ -1,0 +1,111 @@
+"""Kernel_Attention.ipynb: every number a worked answer quotes is printed by a cell of the executed notebook.
+
+The worked answers (markdown cells whose nbgrader grade_id starts with "answer_") quote measured numbers. A quoted
+number that no cell prints cannot be checked in the solution PDF, and goes stale unnoticed when the code changes.
+Measured numbers are the ones written with a decimal point (0.0051, -0.47, 10.8) and integers of three or more digits
+(209, 4096); smaller integers are notation (exponents, 2 D_random, 5 seeds). Each is looked for as a whole number in
+the printed text and the plain-text results of the code cells (0.5 does not match 0.50, 1.2 does not match 1.26; a
+sign is not compared, slopes are printed with theirs).
+
+The fast-mode copy (build/notebooks/Kernel_Attention.fast.ipynb, which tests/test_kernel_attention_notebook.py
+writes; executed here if missing or stale) must print every quoted number: helper.FAST_CONFIG is a corner of the full
+grid, and the answers quote settings of that corner only. The full-mode copy of `make run`
+(build/notebooks/Kernel_Attention.ipynb) is checked too when it is fresh. Check any executed copy by hand:
+
+    .venv/bin/python tests/test_worked_answers_kernel.py path/to/executed.ipynb
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from grading.notebooks import executed_notebook, reusable  # noqa: E402
+
+NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
+EXECUTED_DIR = ROOT / "build" / "notebooks"
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\.?\d)(?!\w)")
+CITATION = re.compile(r"et al\.,? (19|20)\d\d")
+
+
+def answer_cells(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """{grade_id: source} of the worked answers."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in notebook.cells
+            if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")}
+
+
+def quoted_numbers(text: str) -> list[str]:
+    """The measured numbers a text quotes, in order, each once: decimals and integers of three or more digits (the
+    year of a citation, "et al., 2021", is not one)."""
+    found = [n for n in NUMBER.findall(CITATION.sub("", text)) if "." in n or len(n) >= 3]
+    return list(dict.fromkeys(found))
+
+
+def printed_text(notebook: nbformat.NotebookNode) -> str:
+    """Everything the code cells print: streams and the plain-text form of results and displays."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "stream":
+                parts.append(output.get("text", ""))
+            elif "text/plain" in output.get("data", {}):
+                parts.append(output["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+def is_printed(number: str, printed: str) -> bool:
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?!\.?\d)", printed) is not None
+
+
+def unprinted_numbers(executed: nbformat.NotebookNode, answers: dict[str, str]) -> dict[str, list[str]]:
+    """{grade_id: [quoted numbers no cell of `executed` prints]} for the answers that have any."""
+    printed = printed_text(executed)
+    missing = {g: [n for n in quoted_numbers(text) if not is_printed(n, printed)] for g, text in answers.items()}
+    return {g: numbers for g, numbers in missing.items() if numbers}
+
+
+def test_the_extractor_reads_numbers_as_written():
+    text = (r"slopes $-0.47$ to $-0.53$; 0.0051 ($D = 16$) to 209 at $s = 1$, 16 times, $10^4$, 4096 "
+            "(Choromanski et al., 2021). And 2081.")
+    assert quoted_numbers(text) == ["0.47", "0.53", "0.0051", "209", "4096", "2081"]
+    printed = "favor+  -0.50  0.0051 1.26\nscales=(0.25, 0.5, 1.0) 2081"
+    assert [is_printed(n, printed) for n in ("0.50", "0.5", "0.0051", "0.005", "1.2", "1.26", "2081", "208")] == \
+        [True, True, True, False, False, True, True, False]
+
+
+def test_the_3a_iii_answer_quotes_measured_numbers():
+    answers = answer_cells(nbformat.read(NOTEBOOK, as_version=4))
+    assert set(answers) == {"answer_3a_i", "answer_3a_ii", "answer_3a_iii", "answer_3b"}
+    assert len(quoted_numbers(answers["answer_3a_iii"])) >= 30
+
+
+def test_every_quoted_number_is_printed_by_the_fast_run():
+    executed = executed_notebook(NOTEBOOK, EXECUTED_DIR, fast=True, timeout=600)
+    answers = answer_cells(nbformat.read(NOTEBOOK, as_version=4))
+    assert unprinted_numbers(executed, answers) == {}
+
+
+def test_every_quoted_number_is_printed_by_the_full_run():
+    full = EXECUTED_DIR / NOTEBOOK.name
+    if not reusable(full, NOTEBOOK, fast=False):
+        pytest.skip(f"no fresh full-mode run in {full} (`make run`)")
+    answers = answer_cells(nbformat.read(NOTEBOOK, as_version=4))
+    assert unprinted_numbers(nbformat.read(full, as_version=4), answers) == {}
+
+
+if __name__ == "__main__":
+    copies = sys.argv[1:] or [str(EXECUTED_DIR / NOTEBOOK.name)]
+    quoted = answer_cells(nbformat.read(NOTEBOOK, as_version=4))
+    status = 0
+    for copy in copies:
+        missing = unprinted_numbers(nbformat.read(copy, as_version=4), quoted)
+        print(f"{copy}: {'every quoted number is printed' if not missing else f'not printed: {missing}'}")
+        status |= bool(missing)
+    sys.exit(status)
