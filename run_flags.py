@@ -10,6 +10,7 @@ never silently picks a mode. This module imports nothing from the repository (ev
     HW8_PRECISION         precision(): training precision, "auto" (default) | "fp32" | "bf16"
     HF_HUB_OFFLINE, HF_DATASETS_OFFLINE   hub_offline(): never contact the Hugging Face hub (either one set)
     HW8_CHECKPOINT        checkpoint_path(): the checkpoint file to grade, or None for the run's own
+    HW8_SIGN              sign_notebooks(): executed notebooks are signed as trusted (default); 0 leaves them unsigned
 """
 
 from __future__ import annotations
@@ -74,3 +75,9 @@ def checkpoint_path() -> str | None:
     """HW8_CHECKPOINT: the checkpoint file the saved-model test grades (the autograder points it at the submitted
     checkpoints/summarizer.pt), or None when unset or empty."""
     return os.environ.get("HW8_CHECKPOINT", "").strip() or None
+
+
+def sign_notebooks() -> bool:
+    """True unless HW8_SIGN is set false: `make run` signs the notebooks it executes, so Jupyter front ends trust
+    their outputs (HW8_SIGN=0 saves them unsigned, as a plain nbclient run would, e.g. to see what a front end does)."""
+    return not os.environ.get("HW8_SIGN", "").strip() or flag("HW8_SIGN")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -560,7 +561,48 @@ def neuron_view_model(loaded: LoadedModel, layers=None):
 
 # ------------------------------------------------------------------------------------------- offline bertviz HTML
 _CDN_SCRIPT = re.compile(r"<script\s+src=\"https://cdnjs\.cloudflare\.com/[^\"]*\"\s*>\s*</script>")
-_LONG_DECIMAL = re.compile(r"(\d\.\d{3})\d+")
+# Where bertviz writes a view's data as JSON: head_view.js / model_view.js (`const params = {...}`) and neuron_view
+# (`window.bertviz_params = {...}`).
+_PARAMS_ANCHOR = re.compile(r"(?:const params|window\.bertviz_params) = (?=\{)")
+# bertviz's template marker also sits in a comment on the same line, so the data is written there a second time.
+_PARAMS_COMMENT = re.compile(r"(?<=;) // HACK: PYTHON_PARAMS.*|(?<=;) // HACK: \{.*")
+PARAM_DECIMALS = 3
+
+
+def compact_number(value: float, decimals: int = PARAM_DECIMALS) -> str:
+    """A float as JavaScript reads it, rounded, in the fewest characters: 0.1504 -> '.15', -0.05 -> '-.05'."""
+    if not math.isfinite(value):
+        return json.dumps(value)
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    text = text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
+    return "0" if text in ("", "-", "-0") else text
+
+
+def compact_json(value) -> str:
+    """JSON with no spaces and compact_number floats (bertviz's json.dumps writes 17 digits and ', ')."""
+    if isinstance(value, float):
+        return compact_number(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{compact_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(compact_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def compact_params(html: str) -> str:
+    """Rewrite every view's data object in `html` with compact_json (numbers rounded to PARAM_DECIMALS decimals) and
+    drop the copy of it that bertviz's template writes into a comment."""
+    html = _PARAMS_COMMENT.sub("", html)
+    decoder, pieces, position = json.JSONDecoder(), [], 0
+    for match in _PARAMS_ANCHOR.finditer(html):
+        if match.start() < position:
+            continue
+        params, end = decoder.raw_decode(html, match.end())
+        pieces += [html[position:match.end()], compact_json(params)]
+        position = end
+    if not pieces:
+        raise ValueError("no bertviz parameters found in the view's HTML (has bertviz changed its templates?)")
+    return "".join(pieces) + html[position:]
 
 
 def offline_libraries() -> str:
@@ -596,31 +638,46 @@ def offline_libraries() -> str:
 def offline_html(bertviz_html, libraries: bool = True) -> str:
     """Make the HTML that a bertviz view returns (html_action='return') render with no network.
 
-    Drops the CDN <script src> of require.js, rounds attention / query / key numbers to 4 decimals (the views are ~5x
-    smaller), and gives each neuron view its own parameter variable (bertviz's neuron_view.js reads
-    window.bertviz_params when require.js calls back, so in a static page with two neuron views both would draw the
-    last one's data). With `libraries` (a standalone page) offline_libraries() goes in front; without (a notebook
-    where load_libraries() already ran) the view is ~400 KB smaller and carries a check that writes a hint into the
-    view instead of leaving it blank if the libraries are missing from the page.
+    Drops the CDN <script src> of require.js, writes the view's data compactly (compact_params: attention, queries and
+    keys to 3 decimals, no spaces), and gives each neuron view its own parameter variable (bertviz's neuron_view.js
+    reads window.bertviz_params when require.js calls back, so in a static page with two neuron views both would draw
+    the last one's data). With `libraries` (a standalone page) offline_libraries() goes in front. Without (a notebook
+    where load_libraries() already ran) the view starts with a plain-HTML note saying what to do if it stays blank,
+    which the view's own script removes when it runs with the libraries present (a front end that does not trust the
+    notebook strips the scripts and shows the note) or turns into a hint when the libraries are missing.
     """
     html = getattr(bertviz_html, "data", bertviz_html)
     if not isinstance(html, str) or "bertviz-" not in html:
         raise ValueError("expected the HTML returned by a bertviz view called with html_action='return'")
     html = _CDN_SCRIPT.sub("", html)
-    html = _LONG_DECIMAL.sub(r"\1", html)
+    html = compact_params(html)
     view_id = re.search(r"bertviz-([0-9a-f]+)", html).group(1)
     html = html.replace("window.bertviz_params", f"window.bertviz_params_{view_id}")
     if libraries:
         return offline_libraries() + html
-    return html + _MISSING_LIBRARIES_HINT.replace("VIEW_ID", view_id)
+    return (BLANK_VIEW_NOTE + html + _NOTE_SCRIPT).replace("VIEW_ID", view_id)
 
 
-_MISSING_LIBRARIES_HINT = """<script>if (!window.hw8BertvizLibs) {
-  var view = document.getElementById('bertviz-VIEW_ID');
-  if (view) view.insertAdjacentHTML('afterbegin', '<p style="color:#b00">bertviz libraries (d3, jQuery, require.js) '
-    + 'are not loaded in this page: run the cell with vb.load_libraries() (the first code cell), then this cell.</p>');
-}</script>
+# Shown where scripts do not run (an untrusted notebook); removed by _NOTE_SCRIPT where they do.
+BLANK_VIEW_NOTE = """<p id="hw8-note-VIEW_ID" style="color:#b00">This bertviz view is drawn by JavaScript.
+If it stays blank, the front end did not run the notebook's scripts: the notebook is not trusted
+(JupyterLab / Notebook 7: command palette, "Trust Notebook"; or run the first code cell, then this cell, again).</p>
 """
+_NOTE_SCRIPT = """<script>(function () {
+  var note = document.getElementById('hw8-note-VIEW_ID');
+  if (!note) return;
+  if (window.hw8BertvizLibs) { note.remove(); return; }
+  note.textContent = 'bertviz libraries (d3, jQuery, require.js) are not loaded in this page: run the cell with '
+    + 'vb.load_libraries() (the first code cell), then this cell.';
+})();</script>
+"""
+# The line under the libraries cell: plain HTML says they are not running; their script, if it runs, says loaded.
+LIBRARIES_STATUS = """<small id="hw8-libraries">bertviz libraries (d3 5.7.0, jQuery 3.7.1, require.js 2.3.6) from
+assets/bertviz/ are <b>not running</b>: this front end did not run the notebook's scripts (trust the notebook,
+or run this cell again).</small>
+<script>document.getElementById('hw8-libraries').textContent = window.hw8BertvizLibs
+  ? 'bertviz libraries (d3 5.7.0, jQuery 3.7.1, require.js 2.3.6) loaded from assets/bertviz/'
+  : 'bertviz libraries failed to load (see the browser console)';</script>"""
 _libraries_displayed = False  # set once load_libraries() has displayed the scripts in this kernel
 
 
@@ -633,8 +690,7 @@ def load_libraries() -> None:
     global _libraries_displayed
     from IPython.display import HTML, display
 
-    display(HTML(offline_libraries() + "<small>bertviz libraries (d3 5.7.0, jQuery 3.7.1, require.js 2.3.6) "
-                 "loaded from assets/bertviz/</small>"))
+    display(HTML(offline_libraries() + LIBRARIES_STATUS))
     _libraries_displayed = True
 
 

@@ -13,6 +13,7 @@ widget, the terminal gets its text).
 
 from __future__ import annotations
 
+import copy
 import html
 import os
 import re
@@ -25,11 +26,13 @@ from typing import TextIO
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from nbformat.sign import NotebookNotary
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
+import run_flags  # noqa: E402
 from grading.parts import part_of_cell  # noqa: E402
 
 DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
@@ -181,6 +184,71 @@ class ProgressEcho:
             self.pending[box] = text
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+BAR_WIDTH = 10
+
+
+def saved_widget_state(nb: nbformat.NotebookNode) -> dict[str, dict]:
+    """{model_id: {"model_name": ..., "state": {...}}}: the widget state saved in a notebook's metadata, or {}."""
+    return nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+
+def widget_text(model_id: str, widget_state: dict) -> str | None:
+    """The final text of a saved widget, from a notebook's saved state (saved_widget_state); None when its state was
+    not saved. A tqdm bar (a box of text and a progress model) reads as tqdm prints it in a terminal:
+    'train: 100%|██████████| 3200/3200 [09:48<00:00, 5.44it/s]'; other boxes join their text children."""
+    model = widget_state.get(model_id)
+    if model is None:
+        return None
+    state = model.get("state", {})
+    if model.get("model_name") in TEXT_MODELS:
+        return join_widget_text([str(state.get("value", ""))])
+    if model.get("model_name") not in BOX_MODELS:
+        return ""
+    before, bar, after = [], None, []
+    for child_id in (str(c).removeprefix("IPY_MODEL_") for c in state.get("children", []) or []):
+        child = widget_state.get(child_id, {})
+        if str(child.get("model_name", "")).endswith("ProgressModel"):
+            progress = child.get("state", {})
+            fraction = min(max(float(progress.get("value") or 0) / float(progress.get("max") or 1), 0.0), 1.0)
+            bar = "|" + "█" * round(fraction * BAR_WIDTH) + " " * (BAR_WIDTH - round(fraction * BAR_WIDTH)) + "|"
+        else:
+            (before if bar is None else after).append(widget_text(child_id, widget_state) or "")
+    if bar is None:
+        return join_widget_text(before)
+    return f"{join_widget_text(before)}{bar} {join_widget_text(after)}".strip()
+
+
+def finish_progress_bars(nb: nbformat.NotebookNode) -> int:
+    """Replace every widget output whose state the notebook saved (tqdm bars) by its final text (widget_text), so the
+    saved notebook shows the finished bar in every front end, never the 0 % text of its first draw or a 'model not
+    found' box; then drop the saved widget state if no widget output is left. Returns the number replaced."""
+    state, replaced, left = saved_widget_state(nb), 0, 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                continue
+            text = widget_text(str(view.get("model_id", "")), state)
+            if text:
+                output["data"] = {"text/plain": text}
+                replaced += 1
+            else:
+                left += 1
+    if not left:
+        nb.metadata.pop("widgets", None)
+    return replaced
+
+
+def sign(path: Path) -> None:
+    """Mark the notebook at `path` as trusted by this user (nbformat's notary, the store JupyterLab, Notebook 7 and
+    nbclassic read), as Jupyter does for a notebook the user ran and saved: its HTML and JavaScript outputs (the
+    bertviz views) then render on opening instead of being sanitised away. HW8_SIGN=0 leaves it unsigned."""
+    if run_flags.sign_notebooks():
+        NotebookNotary().sign(nbformat.read(path, as_version=4))
+
+
 def join_widget_text(parts: list[str]) -> str:
     """The text widgets' values (HTML of a tqdm bar's description and counters) as one plain line."""
     return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip()
@@ -215,6 +283,19 @@ class EchoingClient(NotebookClient):
             if comm_id:
                 self.echo.widget(comm_id, self.widget_state)
         return result
+
+
+def front_end_metadata() -> dict:
+    """The notebook metadata a Jupyter front end writes when it opens a notebook with this environment's python3 kernel
+    (its kernelspec, and the language_info the kernel reports). Committed notebooks carry exactly this, so that opening
+    one does not mark it modified; nbclient copies it into executed ones (a kernel of another Python version reports
+    another language_info.version)."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    return {"kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
+            "language_info": copy.deepcopy(IPythonKernel.language_info)}
 
 
 def executed_candidates(source: Path, executed_dir: Path, fast: bool) -> list[Path]:
@@ -322,9 +403,11 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
         if progress is not None:
             progress.flush_bars()
     record()
+    finish_progress_bars(nb)
     partial = destination.with_name(destination.name + ".partial")
     nbformat.write(nb, partial)
     partial.replace(destination)
+    sign(destination)
     print(f"executed {name} in {run.seconds:.0f} s"
           + (f"; {len(run.failures)} cell(s) failed" if run.failures else ""), flush=True)
     return nb, run
@@ -345,6 +428,7 @@ def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int
     for candidate in candidates:
         if not force and reusable(candidate, source, fast):
             print(f"reusing {candidate}", flush=True)
+            sign(candidate)     # this user's own run (it may predate signing)
             return nbformat.read(candidate, as_version=4)
     return execute(source, candidates[0], fast, timeout)
 

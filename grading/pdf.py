@@ -16,8 +16,9 @@ Student release: `make pdf` (python grading/pdf.py --student) exports the notebo
 by `make run`, without running anything: build/pdf/<Notebook>.pdf titled "HW8: <Notebook>", answers labelled
 "Answer". No written-answers collection.
 
-Route: nbconvert LaTeX exporter -> pandoc (markdown and math) -> xelatex. bertviz views and other HTML/JavaScript-only
-outputs cannot be typeset: they are replaced by a one-line note.
+Route: nbconvert LaTeX exporter -> pandoc (markdown and math) -> xelatex. Each bertviz view is drawn in headless
+Chromium and typeset as a picture (grading/view_images.py; Chromium comes from `make system`); any other
+HTML/JavaScript-only output is replaced by a one-line note.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
 import run_flags  # noqa: E402
-from grading.notebooks import BOX_MODELS, TEXT_MODELS, executed_notebook, join_widget_text  # noqa: E402
+from grading.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text  # noqa: E402
 from grading.parts import NOTEBOOKS  # noqa: E402
+from grading.view_images import add_view_images  # noqa: E402
 
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"
@@ -111,20 +113,6 @@ def show_solution_markers(markdown: str, label: str = INSTRUCTOR_LABEL) -> str:
     return SOLUTION_END.sub("", SOLUTION_BEGIN.sub(f"**{label}.**\n", markdown)).strip()
 
 
-def widget_text(model_id: str, widget_state: dict) -> str | None:
-    """The final text of a widget (e.g. a tqdm bar: 'error: 100% 72/72 [00:03<00:00]') from the notebook's saved
-    widget state, or None when the state was not saved. Text of HTML/Label children, progress bars left out."""
-    model = widget_state.get(model_id)
-    if model is None:
-        return None
-    state = model.get("state", {})
-    children = [c.removeprefix("IPY_MODEL_") for c in state.get("children", [])]
-    parts = [widget_text(c, widget_state) for c in children] if children else [str(state.get("value", ""))]
-    if model.get("model_name") not in (*BOX_MODELS, *TEXT_MODELS):
-        return ""
-    return join_widget_text(parts)
-
-
 def typesettable_outputs(outputs: list, widget_state: dict | None = None) -> list:
     """Outputs LaTeX can show: HTML/JavaScript-only outputs (bertviz views) become one note per cell; widgets
     (tqdm bars) show their final text from `widget_state` ({model_id: model}, the notebook's saved widget state)
@@ -139,7 +127,7 @@ def typesettable_outputs(outputs: list, widget_state: dict | None = None) -> lis
         data = output["data"]
         if any(k in data for k in ("image/png", "application/pdf")):
             data.pop("image/svg+xml", None)
-        widget = data.get("application/vnd.jupyter.widget-view+json")
+        widget = data.get(WIDGET_VIEW)
         if widget is not None:
             text = widget_text(widget.get("model_id", ""), widget_state or {})
             if text is not None:
@@ -154,15 +142,16 @@ def typesettable_outputs(outputs: list, widget_state: dict | None = None) -> lis
 
 
 def prepare_for_latex(nb: nbformat.NotebookNode, title: str, label: str = INSTRUCTOR_LABEL) -> nbformat.NotebookNode:
-    """A copy of `nb` ready for the LaTeX exporter: titled, answer markers shown as `label`, outputs typesettable,
-    and every written answer preceded by its question heading."""
+    """A copy of `nb` ready for the LaTeX exporter: titled, answer markers shown as `label`, bertviz views drawn as
+    pictures, outputs typesettable, and every written answer preceded by its question heading."""
     nb = copy.deepcopy(nb)
     nb.metadata["title"] = title
+    add_view_images(nb)
     for index, cell in reversed(answer_cells(nb)):
         cell.source = show_solution_markers(cell.source, label)
         heading = question_heading(cell.metadata["nbgrader"]["grade_id"])
         nb.cells.insert(index, nbformat.v4.new_markdown_cell(f"### {heading}: written answer {{.unnumbered}}"))
-    widget_state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    widget_state = saved_widget_state(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = typesettable_outputs(cell.get("outputs", []), widget_state)

@@ -23,6 +23,7 @@ pdf = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pdf)
 sys.path.insert(0, str(REPO))
 from grading.notebooks import executed_candidates, reusable  # noqa: E402
+from grading.view_images import view_outputs  # noqa: E402
 
 # Every question with a worked answer; question 4 has answer cells but no instructor answer.
 REQUIRED = ["1(a)", "1(b)", "1(c)", "1(d)", "1(e)", "1(f)", "1(g)", "2(a)", "2(b)", "2(c)", "2(d)",
@@ -111,7 +112,9 @@ def test_notebook_pdfs_have_their_answers_figures_and_no_html(built, executed):
         assert not unrendered, (f"{name}: {len(unrendered)} figure(s) returned without an image ({unrendered[0]}): "
                                 "a bare matplotlib Figure renders only with the inline backend; add "
                                 "`%matplotlib inline` to the notebook's setup cell")
-        assert image_count(path) >= figures, f"{path.name}: {figures} figures in the notebook, fewer in the PDF"
+        views = len(view_outputs(nb))
+        assert image_count(path) == figures + views, \
+            f"{path.name}: {figures} figures and {views} bertviz views in the notebook, {image_count(path)} PDF images"
         html_only = [o for c in nb.cells if c.cell_type == "code"
                      for o in pdf.typesettable_outputs(c.get("outputs", [])) if pdf.HTML_ONLY_NOTE in o.get("text", "")]
         if html_only:
@@ -160,10 +163,10 @@ def test_progress_bar_widgets_show_their_final_text():
         "text/plain": "training:   0%|          | 0/72"})
     state = {"box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_p", "IPY_MODEL_b"]}},
              "a": {"model_name": "HTMLModel", "state": {"value": "training:\u2007100%"}},
-             "p": {"model_name": "FloatProgressModel", "state": {"value": 72}},
+             "p": {"model_name": "FloatProgressModel", "state": {"value": 72, "max": 72}},
              "b": {"model_name": "HTMLModel", "state": {"value": "\u200772/72\u2007[00:03&lt;00:00]"}}}
     [kept] = pdf.typesettable_outputs([bar], state)
-    assert kept["data"]["text/plain"] == "training: 100% 72/72 [00:03<00:00]"
+    assert kept["data"]["text/plain"] == "training: 100%|██████████| 72/72 [00:03<00:00]"
     assert pdf.typesettable_outputs([bar], {})[0]["data"]["text/plain"].startswith("training:   0%")
 
 

@@ -28,6 +28,7 @@ from grading.course import BEGIN_SOLUTION, END_SOLUTION, load_course  # noqa: E4
 from grading.parts import PARTS, part_of_cell, part_of_function  # noqa: E402
 from grading.release import build_release  # noqa: E402
 from grading.strip import _enclosing_name, is_marker_line, strip_instructor_only  # noqa: E402
+from grading.view_images import view_outputs  # noqa: E402
 
 COURSE = load_course(REPO / "grading" / "course.toml")
 VENV = REPO / ".venv"
@@ -74,6 +75,11 @@ def make_student(release: Path, home: Path, keep_optional: bool) -> Path:
         nbformat.write(nb, home / rel)
     (home / ".venv").symlink_to(VENV)
     return home
+
+
+def pdf_images(path: Path) -> int:
+    listing = subprocess.run(["pdfimages", "-list", str(path)], check=True, capture_output=True, text=True).stdout
+    return sum(1 for line in listing.splitlines()[2:] if line.split()[2] == "image")
 
 
 def make(home: Path, target: str, timeout: int, *args: str) -> subprocess.CompletedProcess:
@@ -134,6 +140,10 @@ def test_make_pdf_writes_one_pdf_per_notebook(student):
         assert path.is_file() and path.stat().st_size > 20_000, path
         text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
         assert "Instructor answer." not in text and "BEGIN SOLUTION" not in text      # the student's label: "Answer."
+        nb = nbformat.read(home / rel, as_version=4)
+        figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+        views = len(view_outputs(nb))
+        assert pdf_images(path) == figures + views, f"{path.name}: {figures} figures + {views} bertviz views"
 
 
 def test_submission_refuses_a_fast_run_and_accepts_it_for_staff(student):
