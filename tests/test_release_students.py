@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.sign import NotebookNotary
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -113,6 +114,7 @@ def test_make_run_reaches_the_end_of_every_notebook(student):
         nb = nbformat.read(home / rel, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
         assert all(c.get("execution_count") for c in code), f"{rel}: a code cell was not run"
+        assert NotebookNotary().check_signature(nb), f"{rel}: not signed, so Jupyter would not trust its outputs"
         failed = {c.metadata.get("nbgrader", {}).get("grade_id") for c in code
                   if any(o.get("output_type") == "error" for o in c.get("outputs", []))}
         if student["kind"] == "model":
