@@ -185,8 +185,8 @@ def opened(server: Server, browser, path: Path, shots: Path | None = None) -> di
         text = page.evaluate("() => document.body.textContent")
         libraries = page.evaluate("() => (document.getElementById('hw8-libraries') || {}).textContent || null")
         lines = page.evaluate("() => document.querySelectorAll('.jp-OutputArea-output svg line').length")
-        return {**state, "views": drawn, "expected_views": len(views), "svg_lines": lines, "images": images, "text": text, "errors": errors, "libraries": libraries,
-                "page": page}
+        return {**state, "views": drawn, "expected_views": len(views), "svg_lines": lines, "images": images,
+                "text": text, "errors": errors, "libraries": libraries, "page": page}
     except Exception:
         page.close()
         raise
