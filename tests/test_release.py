@@ -8,6 +8,7 @@ that occur in the instructor's worked answer and nowhere in the release.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -97,6 +98,54 @@ def test_instructor_only_text_stays_in_the_source_and_out_of_the_release(release
     assert "BEGIN SOLUTION" not in released and "### " not in released      # no marker the student's copy lacks
     helper = (release_dir / "helper.py").read_text()
     assert "Measured results" not in helper and "def approximation_error_experiment" in helper
+
+
+def test_released_1a_leaves_the_sums_to_the_student(release):
+    """1(a) asks along which axis the weights sum to 1: no released cell prints or computes a sum of the weights
+    (the instructor's solution region does, so the worked answer can point at printed numbers)."""
+    release_dir, _ = release
+    cells = {c.metadata["nbgrader"]["grade_id"]: c.source for c in
+             nbformat.read(release_dir / "Summarization.ipynb", as_version=4).cells}
+    instructor = {c.metadata["nbgrader"]["grade_id"]: c.source for c in
+                  nbformat.read(REPO / "Summarization.ipynb", as_version=4).cells}
+    assert "A.sum(1)" in instructor["q1a_code"]
+    for grade_id in ("q1a_code", "q1a_plot"):
+        assert ".sum(" not in cells[grade_id] and "sum over the" not in cells[grade_id], cells[grade_id]
+    assert "A = attention_weights(Q, K)" in cells["q1a_code"] and "raise NotImplementedError" in cells["q1a_code"]
+
+
+def test_each_notebook_says_which_checks_give_its_parts_their_points(tmp_path):
+    """Each notebook's points cell is the one grading/points_cells.py generates from the parts and the trusted checks
+    (every autograded point listed, test cell or not); a changed point value changes the cell, and --write mends it;
+    each test cell's "[N points" label is the sum of the checks that name it."""
+    import dataclasses
+    import shutil
+
+    from grading import points_cells
+    from grading.harness import load_cases
+
+    cases = load_cases(COURSE.cases_path)
+    assert points_cells.main(["--check"]) == 0, "run: python grading/points_cells.py"
+    total = 0.0
+    for rel in COURSE.notebooks:
+        nb = nbformat.read(COURSE.root / rel, as_version=4)
+        text = next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "points")
+        total += sum(float(line.rsplit("|", 2)[1]) for line in text.splitlines()
+                     if line.startswith("| ") and "graded by hand" not in line and not line.startswith("| part"))
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+                label = re.match(r"# \[(\d+) points?", cell.source)
+                assert label, (rel, grade_id)
+                assert float(label[1]) == sum(c.points for c in cases if c.nbgrader_cell == grade_id), grade_id
+    assert total == sum(c.points for c in cases)
+    copy = tmp_path / "Kernel_Attention.ipynb"
+    shutil.copy2(COURSE.root / "Kernel_Attention.ipynb", copy)
+    changed = [dataclasses.replace(c, points=c.points + 1) if c.name.startswith("linear_attention") else c
+               for c in cases]
+    assert points_cells.update(copy, cases, write=False)
+    assert not points_cells.update(copy, changed, write=True) and points_cells.update(copy, changed, write=False)
+    assert "with a key padding mask (`kernel_attention.py`, autograder only) | 3 |" in copy.read_text()
 
 
 def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
