@@ -1,4 +1,4 @@
-"""Kernel_Attention.ipynb: every number a worked answer quotes is printed by a cell of the executed notebook.
+"""Every number a worked answer quotes is printed by a cell of the executed notebook (Kernel_Attention, Summarization).
 
 The worked answers (markdown cells whose nbgrader grade_id starts with "answer_") quote measured numbers. A quoted
 number that no cell prints cannot be checked in the solution PDF, and goes stale unnoticed when the code changes.
@@ -10,9 +10,14 @@ sign is not compared, slopes are printed with theirs).
 The fast-mode copy (build/notebooks/Kernel_Attention.fast.ipynb, which tests/test_kernel_attention_notebook.py
 writes; executed here if missing or stale) must print every quoted number: helper.FAST_CONFIG is a corner of the full
 grid, and the answers quote settings of that corner only. The full-mode copy of `make run`
-(build/notebooks/Kernel_Attention.ipynb) is checked too when it is fresh. Check any executed copy by hand:
+(build/notebooks/Kernel_Attention.ipynb) is checked too when it is fresh.
 
-    .venv/bin/python tests/test_worked_answers_kernel.py path/to/executed.ipynb
+Summarization.ipynb's answers quote the full run (the PDF's) and, where the two differ, the fast run beside it
+("[18, 23, 32, 39] of 39 in the full run, [22, 36, 43, 48] of 48 with HW8_FAST=1"): each quoted number must be printed
+by the fresh full-mode copy of `make run` or by the fast-mode copy (checked only when a fresh full run exists: it
+trains for ~10 minutes). Check any executed copy by hand:
+
+    .venv/bin/python tests/test_worked_answers.py path/to/executed.ipynb [path/to/other_mode.ipynb]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from grading.notebooks import executed_notebook, reusable  # noqa: E402
 
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
+SUMMARIZATION = ROOT / "Summarization.ipynb"
 EXECUTED_DIR = ROOT / "build" / "notebooks"
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\.?\d)(?!\w)")
 CITATION = re.compile(r"et al\.,? (19|20)\d\d")
@@ -64,9 +70,10 @@ def is_printed(number: str, printed: str) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(number)}(?!\.?\d)", printed) is not None
 
 
-def unprinted_numbers(executed: nbformat.NotebookNode, answers: dict[str, str]) -> dict[str, list[str]]:
-    """{grade_id: [quoted numbers no cell of `executed` prints]} for the answers that have any."""
-    printed = printed_text(executed)
+def unprinted_numbers(executed: nbformat.NotebookNode, answers: dict[str, str],
+                      *other_modes: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """{grade_id: [quoted numbers no cell of `executed` (or of `other_modes`) prints]} for the answers that have any."""
+    printed = "\n".join(printed_text(nb) for nb in (executed, *other_modes))
     missing = {g: [n for n in quoted_numbers(text) if not is_printed(n, printed)] for g, text in answers.items()}
     return {g: numbers for g, numbers in missing.items() if numbers}
 
@@ -100,12 +107,25 @@ def test_every_quoted_number_is_printed_by_the_full_run():
     assert unprinted_numbers(nbformat.read(full, as_version=4), answers) == {}
 
 
+def test_the_summarization_answers_quote_measured_numbers():
+    answers = answer_cells(nbformat.read(SUMMARIZATION, as_version=4))
+    assert {"answer_1e", "answer_1g"} <= set(answers)
+    assert {"18", "23", "32", "39", "4.673"} <= {n for text in answers.values() for n in NUMBER.findall(text)}
+
+
+def test_every_summarization_number_is_printed_by_the_full_or_the_fast_run():
+    full = EXECUTED_DIR / SUMMARIZATION.name
+    if not reusable(full, SUMMARIZATION, fast=False):
+        pytest.skip(f"no fresh full-mode run in {full} (`make run`)")
+    fast = executed_notebook(SUMMARIZATION, EXECUTED_DIR, fast=True, timeout=1800)
+    answers = answer_cells(nbformat.read(SUMMARIZATION, as_version=4))
+    assert unprinted_numbers(nbformat.read(full, as_version=4), answers, fast) == {}
+
+
 if __name__ == "__main__":
     copies = sys.argv[1:] or [str(EXECUTED_DIR / NOTEBOOK.name)]
-    quoted = answer_cells(nbformat.read(NOTEBOOK, as_version=4))
-    status = 0
-    for copy in copies:
-        missing = unprinted_numbers(nbformat.read(copy, as_version=4), quoted)
-        print(f"{copy}: {'every quoted number is printed' if not missing else f'not printed: {missing}'}")
-        status |= bool(missing)
-    sys.exit(status)
+    executed = [nbformat.read(copy, as_version=4) for copy in copies]
+    source = ROOT / (Path(copies[0]).name.split(".")[0] + ".ipynb")        # Name.fast.ipynb -> Name.ipynb
+    missing = unprinted_numbers(executed[0], answer_cells(nbformat.read(source, as_version=4)), *executed[1:])
+    print(f"{' + '.join(copies)}: {'every quoted number is printed' if not missing else f'not printed: {missing}'}")
+    sys.exit(bool(missing))
