@@ -81,8 +81,8 @@ GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def check_notebooks(course: Course) -> None:
     """Refuse, with every problem listed, notebooks whose nbgrader metadata nbgrader would choke on or that break the
-    conventions: bad or duplicated grade_id, a solution region outside a solution cell, hidden tests outside a grade
-    cell, an autograded cell without points."""
+    conventions: bad or duplicated grade_id, a solution region outside a solution cell, a hidden-test block (graders
+    run only the trusted checks), an autograded cell without points."""
     problems = []
     for rel in course.notebooks:
         nb = nbformat.read(course.root / rel, as_version=4)
@@ -105,8 +105,10 @@ def check_notebooks(course: Course) -> None:
             seen.add(grade_id)
             if has_solution and not meta.get("solution"):
                 problems.append(f"{where}: solution region in a cell that is not a solution cell")
-            if has_hidden and not meta.get("grade"):
-                problems.append(f"{where}: hidden tests in a cell that is not a grade cell")
+            if has_hidden:
+                problems.append(f"{where}: '### BEGIN HIDDEN TESTS' block: neither grader runs notebook code, so it "
+                                f"would change no grade; write it as a trusted check in {course.cases_path.name} "
+                                f"(nbgrader_cell={grade_id!r}) or make it a visible test")
             if meta.get("grade") and not meta.get("points"):
                 problems.append(f"{where}: graded cell without points")
     if problems:

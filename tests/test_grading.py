@@ -158,16 +158,30 @@ def test_mini_release_is_the_allow_list_with_stubs(mini):
         assert sorted(n.removeprefix("mini/") for n in zf.namelist()) == files
 
 
+def test_a_hidden_test_block_in_a_notebook_is_refused_with_where_trusted_checks_go(tmp):
+    """Neither grader executes notebook code, so a '### BEGIN HIDDEN TESTS' block would change no grade: building the
+    release (or the autograder's course folder) refuses it and says where the check belongs."""
+    course_copy = tmp / "mini_course"
+    shutil.copytree(MINI, course_copy)
+    nb = nbformat.read(course_copy / "Mini.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_scale_rows")
+    cell.source += "\n### BEGIN HIDDEN TESTS\nassert scale_rows(torch.ones(1, 1)).item() == 1\n### END HIDDEN TESTS"
+    nbformat.write(nb, course_copy / "Mini.ipynb")
+    with pytest.raises(ValueError, match=r"Mini.ipynb cell \d+ \(test_scale_rows\): '### BEGIN HIDDEN TESTS' block.*"
+                       r"trusted check in grading_cases.py \(nbgrader_cell='test_scale_rows'\)"):
+        build_release(load_course(course_copy / "course.toml"), tmp / "release")
+
+
 def test_leak_check_finds_every_planted_secret(mini, tmp):
     course, clean = mini["course"], mini["release"]
     assert find_leaks(course, clean, mini["zip"]) == []
     secrets = collect_secrets(course).lines()
-    assert any("CANARY_NB_HIDDEN_91c2" in s for s in secrets) and any("CANARY_ANSWER_e44d" in s for s in secrets)
+    assert any("CANARY_HIDDEN_FILE_0b9e" in s for s in secrets) and any("CANARY_ANSWER_e44d" in s for s in secrets)
     leaky = tmp / "release"
     shutil.copytree(clean, leaky)
     # a hidden-test line pasted into a released module, a solution line in a notebook output,
     # the written answer inside a compressed data file, the hidden checks file inside a zip
-    hidden_line = "assert torch.allclose(scale_rows(y) * y.abs().amax(dim=-1, keepdim=True), y)"
+    hidden_line = "out = mini_ops.attention(q, q, torch.eye(4, 4)[:, :4], mask=mini_ops.causal_mask(4))"
     (leaky / "helper_mini.py").write_text((leaky / "helper_mini.py").read_text() + f"\n{hidden_line}\n")
     nb = nbformat.read(leaky / "Mini.ipynb", as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="    return x / x.abs().amax(dim=-1, keepdim=True)\n")]
