@@ -82,12 +82,15 @@ class NotebookRun:
     code_cells: int = 0
     failures: list[CellFailure] = field(default_factory=list)
     aborted: str | None = None  # the kernel died or a cell timed out: the cells after it did not run
+    not_run: str | None = None  # why the notebook was not executed at all (a required failure): "preflight failed: ..."
 
     @property
     def required_failures(self) -> list[CellFailure]:
         return [f for f in self.failures if not f.optional]
 
     def summary(self) -> str:
+        if self.not_run:
+            return f"{self.name}: not run: {self.not_run}"
         mode = "fast mode" if self.fast else "full mode"
         head = (f"{self.name} ({mode}, {self.code_cells} code cells, {self.seconds:.0f} s) -> {self.destination}: "
                 + (f"{len(self.failures)} cell(s) failed" if self.failures else "every cell ran"))
@@ -434,14 +437,17 @@ def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int
 
 
 def summarize(runs: list[NotebookRun]) -> tuple[str, int]:
-    """(the summary of every run, exit status): 1 if a required part failed anywhere, else 0."""
+    """(the summary of every run, exit status): 1 if a required part failed anywhere or a notebook was not run,
+    else 0."""
     required = [(r, f) for r in runs for f in r.required_failures]
+    not_run = [f"{r.name} not run ({r.not_run})" for r in runs if r.not_run]
     skipped = sorted({f.part for r in runs for f in r.failures if f.optional and f.part})
     lines = ["", "=" * 30 + " summary " + "=" * 30, *(r.summary() for r in runs), ""]
-    if required:
+    if required or not_run:
         where = ", ".join(f"{r.name} {f.where}" + (f" [{f.part}]" if f.part else "") for r, f in required)
-        lines.append(f"FAILED: {len(required)} cell(s) of required parts: {where}. Fix them and run again.")
+        failed = not_run + ([f"{len(required)} cell(s) of required parts: {where}"] if required else [])
+        lines.append(f"FAILED: {'; '.join(failed)}. Fix them and run again.")
     else:
         lines.append("OK: every required part ran" + (f" (optional parts skipped: {', '.join(skipped)})"
                                                       if skipped else "") + ".")
-    return "\n".join(lines), 1 if required else 0
+    return "\n".join(lines), 1 if required or not_run else 0

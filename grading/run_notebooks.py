@@ -5,11 +5,18 @@ build/notebooks/<stem>.fast.ipynb (marked fast in its metadata, so a quick run n
 `make pdf` reuses them.
 Student release (`--in-place`): each notebook is executed and saved in place, so the outputs you submit are yours.
 
+Preflight: before Summarization.ipynb (12-18 minutes of training on the kernel_attention.py functions), the visible
+tests of the functions it trains with run (grading/preflight.py, a few seconds). If one fails, Summarization.ipynb is
+not run: the failed functions are printed, the summary says "Summarization.ipynb: not run: preflight failed: ...",
+the other notebooks still run, and the exit status is 1. `--no-preflight` skips the checks; a run without
+Summarization.ipynb among its notebooks makes none.
+
 Cells keep running after a failure; the summary at the end lists every failed cell with its part of the homework and
 the function that raised. A failure in an optional part (1(c), 1(g), 3(b)) is reported as skipped; the exit status
-is non-zero only if a required part failed. Execution lives in grading/notebooks.py.
+is non-zero only if a required part failed (or a notebook was not run). Execution lives in grading/notebooks.py.
 
-    python grading/run_notebooks.py [--in-place] [--fast] [--notebooks A.ipynb ...] [--timeout SECONDS]
+    python grading/run_notebooks.py [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]
+                                    [--timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import run_flags  # noqa: E402
-from grading.notebooks import executed_candidates, run_notebook, summarize  # noqa: E402
-from grading.parts import NOTEBOOKS  # noqa: E402
+from grading.notebooks import NotebookRun, executed_candidates, run_notebook, summarize  # noqa: E402
+from grading.parts import NOTEBOOKS, SUMMARIZATION  # noqa: E402
+from grading.preflight import run_preflight  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,13 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "notebooks",
                         help="folder for the executed copies (ignored with --in-place)")
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: no limit)")
+    parser.add_argument("--no-preflight", action="store_true",
+                        help=f"run {SUMMARIZATION} without first checking the kernel_attention.py functions it uses")
     args = parser.parse_args(argv)
     fast = args.fast or run_flags.fast()
-    runs = []
-    for source in (p.resolve() for p in args.notebooks):
+    sources = [p.resolve() for p in args.notebooks]
+    for source in sources:
         if not source.is_file():
             raise SystemExit(f"make run: {source} not found")
+    preflight = None
+    summarization = next((s for s in sources if s.name == SUMMARIZATION), None)
+    if summarization is not None and not args.no_preflight:
+        preflight = run_preflight(summarization.parent)      # the kernel_attention.py beside the notebook
+        print(preflight.message, flush=True)
+        if not preflight.passed:
+            again = " ".join(["python grading/run_notebooks.py", *(["--in-place"] if args.in_place else []),
+                              *(["--fast"] if args.fast else []), "--no-preflight"])
+            others = "; the other notebooks are" if len(sources) > 1 else ""
+            print(f"{SUMMARIZATION} is not run{others}. To run it anyway: {again}", flush=True)
+    runs = []
+    for source in sources:
         destination = source if args.in_place else executed_candidates(source, args.out.resolve(), fast)[0]
+        if source == summarization and preflight is not None and not preflight.passed:
+            runs.append(NotebookRun(source.name, destination, fast, not_run=preflight.reason))
+            continue
         runs.append(run_notebook(source, destination, fast, args.timeout, allow_errors=True)[1])
     text, status = summarize(runs)
     print(text, flush=True)
