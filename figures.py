@@ -394,7 +394,8 @@ def plot_head_statistics(stats_by_model: dict[str, dict], title: str = "Attentio
     """Heat maps (layer x head) of each statistic, one row per model, shared colour scale per column (question 2).
 
     stats_by_model: {model name: visualizing_bert.mean_head_statistics(...) result}; statistics missing for a model
-    are left blank.
+    are left blank. Layers (rows) and heads (columns) are counted from 0, as in bertviz: the tick labelled l sits on
+    layer l (row l of the statistic).
     """
     names = [n for n in next(iter(stats_by_model.values())) if n != "uniform entropy"]
     n_layers = max(s[names[0]].shape[0] for s in stats_by_model.values())
@@ -413,10 +414,12 @@ def plot_head_statistics(stats_by_model: dict[str, dict], title: str = "Attentio
             label = f"{name} (nats)" if name == "entropy" else f"attention {name}" if name.startswith("to") \
                 else f"{name} weight"
             ax.set_title(f"{model_name}\n{label}", fontsize=8)
-            ax.set_xlabel("head")
-            ax.set_ylabel("layer")
-            ax.set_xticks(range(stats[name].shape[1]))
-            ax.set_yticks(range(0, stats[name].shape[0], 1 if stats[name].shape[0] <= 12 else 3))
+            ax.set_xlabel("head (from 0)")
+            ax.set_ylabel("layer (from 0)")
+            heads = range(stats[name].shape[1])
+            layers = range(0, stats[name].shape[0], 1 if stats[name].shape[0] <= 12 else 3)
+            ax.set_xticks(heads, [str(h) for h in heads])
+            ax.set_yticks(layers, [str(layer) for layer in layers])
             ax.tick_params(labelsize=6)
             if row == len(stats_by_model) - 1:
                 fig.colorbar(image, ax=axes[:, col], shrink=0.8)
@@ -429,20 +432,26 @@ def plot_sentence_comparison(comparison, control, word: str) -> Figure:
     total-variation distance between its attention rows (mean over heads, and the largest head), next to a control
     pair whose meaning is the same.
 
-    comparison, control: visualizing_bert.compare_sentences results (cosine (L + 1,) with layer 0 the embeddings,
-    attention_difference (L, H)).
+    comparison, control: visualizing_bert.compare_sentences results (cosine (L + 1,): index 0 the embeddings, index
+    l + 1 the output of layer l; attention_difference (L, H)). Layers are counted from 0, as in bertviz: the cosine
+    after layer l and the attention difference of layer l are drawn at x = l, the embeddings at x = -1 (tick "emb").
     """
-    layers = np.arange(len(comparison.cosine))
+    layers = np.arange(comparison.attention_difference.shape[0])  # 0 .. L-1
+    states = np.arange(-1, len(layers))  # -1 = the embeddings, then the output of each layer
     fig, (ax_cos, ax_att) = panel_grid(2, (5.0, 3.2))
-    ax_cos.plot(layers, comparison.cosine, marker="o", label="sentence a vs b")
-    ax_cos.plot(layers, control.cosine, marker="s", linestyle="--", label="control (same meaning)")
-    ax_cos.set(xlabel="layer (0 = embeddings)", ylabel="cosine similarity", title=f"hidden state of '{word}'")
-    ax_att.plot(layers[1:], comparison.attention_difference.mean(1), marker="o", label="sentence a vs b, mean")
-    ax_att.plot(layers[1:], comparison.attention_difference.max(1), marker="^", linestyle=":",
+    ax_cos.plot(states, comparison.cosine, marker="o", label="sentence a vs b")
+    ax_cos.plot(states, control.cosine, marker="s", linestyle="--", label="control (same meaning)")
+    ax_cos.set(xlabel="layer (from 0; emb = embeddings)", ylabel="cosine similarity after the layer",
+               title=f"hidden state of '{word}'")
+    ax_cos.set_xticks(states, ["emb"] + [str(layer) for layer in layers])
+    ax_att.plot(layers, comparison.attention_difference.mean(1), marker="o", label="sentence a vs b, mean")
+    ax_att.plot(layers, comparison.attention_difference.max(1), marker="^", linestyle=":",
                 label="sentence a vs b, largest head")
-    ax_att.plot(layers[1:], control.attention_difference.mean(1), marker="s", linestyle="--", label="control, mean")
-    ax_att.set(xlabel="layer", ylabel="total-variation distance", title=f"attention row of '{word}'", ylim=(0, 1))
+    ax_att.plot(layers, control.attention_difference.mean(1), marker="s", linestyle="--", label="control, mean")
+    ax_att.set(xlabel="layer (from 0)", ylabel="total-variation distance", title=f"attention row of '{word}'",
+               ylim=(0, 1))
+    ax_att.set_xticks(layers, [str(layer) for layer in layers])
     for ax in (ax_cos, ax_att):
-        ax.set_xticks(layers)
+        ax.set_xlim(-1.4, len(layers) - 0.6)  # the same x range in both panels, so the layers line up
         ax.legend(fontsize=7)
     return fig

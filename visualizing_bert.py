@@ -15,7 +15,8 @@ bertviz's HTML loads require.js, d3 and jQuery from a CDN, so offline its views 
 the copies shipped in ``assets/bertviz/`` (see its README) into the notebook once (``show`` does it on its first call
 if needed); each view then carries only its own HTML and code. ``offline_html`` makes a standalone page instead.
 Every attention tensor here has shape ``(1, H, N, N)`` per layer (bertviz's format) or ``(L, H, N, N)`` once stacked;
-rows are queries, columns keys.
+rows are queries, columns keys. Layers and heads are counted from 0, as bertviz's drop-downs count them: layer l is
+``attention[l]``; the input of layer 0 is called the embeddings, never "layer 0".
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ ASSETS_DIR = REPO_ROOT / "assets" / "bertviz"
 HUB_CAUSAL_LM = "gpt2"
 HUB_BERT = "bert-base-uncased"
 HUB_PROBE_TIMEOUT_S = 3.0
+COUNTED_FROM_0 = "(layers and heads counted from 0, as in bertviz)"  # said once above every printed table
+EMBEDDINGS = "embeddings"  # the label of the input of layer 0 (hidden state index 0) in tables
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,8 @@ def attention_for(loaded: LoadedModel, text: str, text_pair: str | None = None):
 
 @torch.no_grad()
 def hidden_state_similarity(loaded: LoadedModel, text_a: str, text_b: str, word: str) -> np.ndarray:
-    """Cosine similarity of `word`'s hidden state in two sentences, per layer: shape (L + 1,) (index 0 = embeddings).
+    """Cosine similarity of `word`'s hidden state in two sentences: shape (L + 1,), index 0 = the embeddings (the input
+    of layer 0), index l + 1 = the output of layer l (layers counted from 0, as in bertviz).
 
     `word` must be one token of both sentences (e.g. "bank").
     """
@@ -305,10 +309,11 @@ def hidden_state_similarity(loaded: LoadedModel, text_a: str, text_b: str, word:
 class SentenceComparison:
     """compare_sentences' result for two sentences of N tokens each, L layers, H heads.
 
-    cosine: (L + 1,) cosine similarity of the word's hidden state in the two sentences; index 0 = the input embedding,
-        index l = the output of layer l.
+    Layers and heads are counted from 0, as in bertviz: layer l = 0..L-1, head h = 0..H-1.
+    cosine: (L + 1,) cosine similarity of the word's hidden state in the two sentences; index 0 = the embeddings (the
+        input of layer 0), index l + 1 = the output of layer l.
     attention_a, attention_b: (L, H, N) the word's attention rows a_i, b_i (query i = the word, keys = the N positions)
-        in sentence a and in sentence b, per layer and head.
+        in sentence a and in sentence b, per layer l and head h (index [l, h]).
     attention_difference: (L, H) total-variation distance 1/2 sum_j |a_ij - b_ij| between those rows; 0 = the word
         attends to the same positions with the same weights, 1 = to disjoint positions.
     """
@@ -326,13 +331,40 @@ class SentenceComparison:
         """Positions j where the two sentences have different tokens."""
         return [j for j, (a, b) in enumerate(zip(self.tokens_a, self.tokens_b)) if a != b]
 
-    def rows(self) -> list[tuple[int, float, float | None, float | None]]:
-        """Per layer l = 0..L: (l, cosine after layer l, mean and largest attention difference over the heads of
-        layer l); layer 0 (the embeddings) has no attention, so None there."""
-        rows = [(0, float(self.cosine[0]), None, None)]
-        for layer, heads in enumerate(self.attention_difference, start=1):
-            rows.append((layer, float(self.cosine[layer]), float(heads.mean()), float(heads.max())))
+    def rows(self) -> list[tuple[int | str, float, float | None, float | None]]:
+        """L + 1 rows (layer, cosine, mean and largest attention difference over the heads of the layer), layers
+        counted from 0 as in bertviz: first ("embeddings", cosine[0], None, None) for the input of layer 0, which
+        has no attention; then for layer l = 0..L-1 (l, cosine after layer l = cosine[l + 1], the mean and the
+        largest of attention_difference[l])."""
+        rows = [(EMBEDDINGS, float(self.cosine[0]), None, None)]
+        for layer, heads in enumerate(self.attention_difference):
+            rows.append((layer, float(self.cosine[layer + 1]), float(heads.mean()), float(heads.max())))
         return rows
+
+
+def comparison_table(comparison: SentenceComparison, control: SentenceComparison) -> str:
+    """comparison.rows() next to control.rows() as a printable table: a header saying how layers and heads are
+    counted (COUNTED_FROM_0), then the embeddings row (no attention: "-") and one row per layer 0..L-1 with the
+    cosine after the layer, the mean attention difference, the head with the largest difference (H<h>: that
+    difference, its weight from the word on the first differing token in sentence a / in sentence b) and the
+    control's cosine and mean difference (identical sentences: no weights, only the difference)."""
+    changed = (comparison.differing_positions or [None])[0]
+    lines = [f"layer {COUNTED_FROM_0}; {EMBEDDINGS} = the input of layer 0",
+             "     layer | cosine | attention difference | largest head: difference, weight a / b | "
+             "control: cosine | difference"]
+    for (layer, cos, mean, _), (_, control_cos, control_mean, _) in zip(comparison.rows(), control.rows()):
+        if mean is None:  # the embeddings: no attention yet
+            lines.append(f"{layer:>10} | {cos:6.3f} | {'-':>20s} | {'-':>38s} | {control_cos:15.3f} | {'-':>10s}")
+            continue
+        difference = comparison.attention_difference[layer]
+        head = int(difference.argmax())
+        largest = f"H{head}: {difference[head]:.3f}"
+        if changed is not None:
+            largest += (f", {comparison.attention_a[layer, head, changed]:.2f} / "
+                        f"{comparison.attention_b[layer, head, changed]:.2f}")
+        lines.append(f"{layer:>10} | {cos:6.3f} | {mean:20.3f} | {largest:>38s} | {control_cos:15.3f} | "
+                     f"{control_mean:10.3f}")
+    return "\n".join(lines)
 
 
 @torch.no_grad()
@@ -428,8 +460,8 @@ def mean_head_statistics(loaded: LoadedModel, texts, special_tokens=("[CLS]", "[
 
 
 def strongest_heads(stats: dict, k: int = 3) -> list[tuple[str, int, int, float]]:
-    """The k (statistic, layer, head, value) with the largest value of each statistic (the lowest for entropy);
-    statistics that are 0 for every head are left out."""
+    """The k (statistic, layer, head, value) with the largest value of each statistic (the lowest for entropy: the
+    sharpest heads); statistics that are 0 for every head are left out. Layers and heads count from 0 (bertviz's)."""
     found = []
     for name, values in stats.items():
         if name == "uniform entropy" or (name != "entropy" and not np.any(values > 0)):
@@ -439,6 +471,25 @@ def strongest_heads(stats: dict, k: int = 3) -> list[tuple[str, int, int, float]
             layer, head = np.unravel_index(flat, values.shape)
             found.append((name, int(layer), int(head), float(values[layer, head])))
     return found
+
+
+def statistic_heads_label(name: str) -> str:
+    """What a report calls the heads strongest_heads picks for statistic `name`: for entropy the lowest values, so
+    "sharpest heads (lowest entropy)"; otherwise "strongest '<name>'"."""
+    return "sharpest heads (lowest entropy)" if name == "entropy" else f"strongest '{name}'"
+
+
+def strongest_heads_report(stats: dict, k: int = 2, decimals: int = 3, title: str = "per statistic") -> str:
+    """strongest_heads(stats, k) as printable lines: a header saying how layers and heads are counted (COUNTED_FROM_0),
+    then one line per statistic, e.g. "  strongest 'previous token': layer 0 head 2 (0.970), layer 3 head 1 (0.812)"
+    and "  sharpest heads (lowest entropy): ..." for entropy."""
+    lines = [f"{title} {COUNTED_FROM_0}:"]
+    found = strongest_heads(stats, k)
+    for name in dict.fromkeys(name for name, *_ in found):
+        heads = ", ".join(f"layer {layer} head {head} ({value:.{decimals}f})"
+                          for other, layer, head, value in found if other == name)
+        lines.append(f"  {statistic_heads_label(name)}: {heads}")
+    return "\n".join(lines)
 
 
 def token_index(tokens: list[str], word: str, last: bool = False) -> int:
@@ -457,8 +508,9 @@ def token_index(tokens: list[str], word: str, last: bool = False) -> int:
 def attention_between(loaded: LoadedModel, text: str, query: str, key: str, text_pair: str | None = None,
                       k: int = 2) -> list[tuple[int, int, float]]:
     """The k heads that put the most weight a_ij from token `query` (its last occurrence, i) on token `key` (its
-    first occurrence, j): [(layer, head, a_ij)], strongest first. With `text_pair` and the same word in both
-    sentences this is the weight from the word in sentence B to the same word in sentence A."""
+    first occurrence, j): [(layer, head, a_ij)] (counted from 0, as in bertviz), strongest first. With `text_pair`
+    and the same word in both sentences this is the weight from the word in sentence B to the same word in
+    sentence A."""
     attention, tokens, _ = attention_for(loaded, text, text_pair)
     i, j = token_index(tokens, query, last=True), token_index(tokens, key)
     weights = torch.stack([layer[0, :, i, j] for layer in attention])  # (L, H)

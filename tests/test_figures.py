@@ -81,6 +81,27 @@ def test_layouts_follow_the_data():
     np.testing.assert_allclose(attention.get_lines()[0].get_ydata(), [0.4, 0.5, 0.6])   # mean over heads
 
 
+def test_plots_count_layers_and_heads_from_0():
+    """As bertviz: layer l is drawn at l (tick "l"), the embeddings (input of layer 0) at -1 with the tick "emb"."""
+    cosine, attention = figures.plot_sentence_comparison(Comparison(0.2), Comparison(0.0), "bank").axes
+    assert [t.get_text() for t in cosine.get_xticklabels()] == ["emb", "0", "1", "2"]
+    np.testing.assert_array_equal(cosine.get_xticks(), [-1, 0, 1, 2])
+    np.testing.assert_array_equal(cosine.get_lines()[0].get_xdata(), [-1, 0, 1, 2])   # cosine[l + 1] at x = l
+    assert cosine.get_xlabel() == "layer (from 0; emb = embeddings)"
+    assert [t.get_text() for t in attention.get_xticklabels()] == ["0", "1", "2"]
+    for line in attention.get_lines():                                   # attention_difference[l] at x = l
+        np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2])
+    assert attention.get_xlabel() == "layer (from 0)" and cosine.get_xlim() == attention.get_xlim()
+    stats = figures.plot_head_statistics({"a": HEAD_STATS})
+    for ax in (ax for ax in stats.axes if ax.images):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("head (from 0)", "layer (from 0)")
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]           # 3 heads
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1"]                # 2 layers
+        np.testing.assert_array_equal(ax.get_yticks(), [0, 1])            # tick "l" on row l of the statistic
+    deep = figures.plot_head_statistics({"a": {"entropy": np.zeros((30, 9)), "uniform entropy": 1.0}})
+    assert [t.get_text() for t in deep.axes[0].get_yticklabels()] == [str(layer) for layer in range(0, 30, 3)]
+
+
 def test_relative_position_similarity_shapes_and_bad_input():
     encoding = ka.sinusoidal_positional_encoding(80, 16, dtype=torch.float64)
     assert figures.relative_position_similarity(encoding, starts=(0, 7, 30), max_offset=40).shape == (3, 41)

@@ -185,6 +185,19 @@ def test_head_statistics_match_explicit_loops():
     assert found == [("entropy", 0, 1, 0.5), ("same token", 0, 1, 0.9)]
 
 
+def test_strongest_heads_report_counts_from_0_and_calls_low_entropy_sharpest():
+    stats = {"entropy": np.array([[2.0, 0.5, 1.0], [0.25, 3.0, 2.5]]),
+             "previous token": np.array([[0.1, 0.2, 0.3], [0.9, 0.0, 0.4]]), "uniform entropy": 2.0}
+    lines = vb.strongest_heads_report(stats, k=2, title="heads").splitlines()
+    assert lines == ["heads (layers and heads counted from 0, as in bertviz):",
+                     "  sharpest heads (lowest entropy): layer 1 head 0 (0.250), layer 0 head 1 (0.500)",
+                     "  strongest 'previous token': layer 1 head 0 (0.900), layer 1 head 2 (0.400)"]
+    report = "\n".join(lines).lower()
+    assert "strongest 'entropy'" not in report and "strongest entropy" not in report
+    assert vb.strongest_heads_report({"same token": np.array([[0.0, 0.7]])}, k=1, decimals=4).endswith(
+        "strongest 'same token': layer 0 head 1 (0.7000)")
+
+
 def test_trained_bert_heads_are_sharper_than_untrained(bert):
     texts = ["The cat sat on the mat.", ("The cat sat on the mat.", "The cat lay on the rug."),
              "She went to the bank to deposit her money."]
@@ -233,11 +246,27 @@ def test_compare_sentences_layer_by_layer(bert):
     assert other.cosine[0] == pytest.approx(1.0, abs=1e-9)  # same token, same position: same input embedding
     assert other.cosine[1:].max() < 0.999 and other.cosine[-1] < 0.99
     assert np.all(other.attention_difference > 0) and np.all(other.attention_difference <= 1 + 1e-9)
+    # rows(): the embeddings (no attention), then layers counted from 0 as in bertviz, each with the cosine after it
     rows = other.rows()
-    assert [row[0] for row in rows] == list(range(bert.n_layers + 1)) and rows[0][2:] == (None, None)
-    layer, cosine, mean, largest = rows[-1]
-    assert cosine == other.cosine[-1] and mean == pytest.approx(other.attention_difference[-1].mean())
-    assert largest == other.attention_difference[-1].max()
+    assert [row[0] for row in rows] == ["embeddings", *range(bert.n_layers)]
+    assert rows[0] == ("embeddings", other.cosine[0], None, None)
+    for layer, cosine, mean, largest in rows[1:]:
+        assert cosine == other.cosine[layer + 1]
+        assert mean == pytest.approx(other.attention_difference[layer].mean())
+        assert largest == other.attention_difference[layer].max()
+    layer, cosine, mean, largest = rows[1]  # layer 0: the first layer's output and attention, not the embeddings
+    assert (layer, cosine) == (0, other.cosine[1]) and largest == other.attention_difference[0].max()
+    assert rows[-1][:2] == (bert.n_layers - 1, other.cosine[-1])
+    table = vb.comparison_table(other, same).splitlines()
+    assert table[0].startswith("layer (layers and heads counted from 0, as in bertviz)")
+    assert table[2].split("|")[0].strip() == "embeddings" and table[2].split("|")[2].strip() == "-"
+    head = int(other.attention_difference[0].argmax())
+    assert [cell.strip() for cell in table[3].split("|")][:4] == [
+        "0", f"{other.cosine[1]:.3f}", f"{other.attention_difference[0].mean():.3f}",
+        f"H{head}: {other.attention_difference[0, head]:.3f}, {other.attention_a[0, head, 2]:.2f} / "
+        f"{other.attention_b[0, head, 2]:.2f}"]
+    assert [line.split("|")[0].strip() for line in table[3:]] == [str(i) for i in range(bert.n_layers)]
+    assert vb.comparison_table(same, same).splitlines()[3].split("|")[3].strip().endswith(": 0.000")  # no weights
     assert other.differing_positions == [2] and same.differing_positions == []
     # the attention rows and their total-variation distance, with explicit loops
     attention_a, tokens_a, _ = vb.attention_for(bert, "She fished from the bank.")
@@ -399,6 +428,10 @@ def test_committed_notebook_has_answer_cells(notebook):
         assert cell.cell_type == "markdown" and meta["grade"] and not meta["locked"] and meta["points"] > 0
         assert meta["schema_version"] == 3
         assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+    # one way of counting layers and heads (from 0, bertviz's), said once in the introduction
+    assert "Layers and heads are counted from 0 everywhere" in notebook.cells[0].source
+    for cell in notebook.cells:
+        assert "bertviz layer" not in cell.source and "layer 0 = the input" not in cell.source, cell.source[:80]
 
 
 def test_notebook_executes_offline_and_every_view_produces_html(executed_notebook):
@@ -408,6 +441,12 @@ def test_notebook_executes_offline_and_every_view_produces_html(executed_noteboo
     text = "".join(out.get("text", "") for cell in executed_notebook.cells for out in cell.get("outputs", []))
     assert "Using SmolLM2-135M-Instruct" in text and "Using all-MiniLM-L6-v2" in text
     assert "HF_HUB_OFFLINE=1 is set" in text and "no trained GPT-2 weights exist offline" in text
+    # one convention: layers and heads from 0 (bertviz's), the embeddings named as such, low entropy = sharpest
+    assert "strongest 'entropy'" not in text.lower() and "strongest entropy" not in text.lower()
+    assert "sharpest heads (lowest entropy)" in text and text.count(vb.COUNTED_FROM_0) >= 5
+    table = next(cell.outputs[0].text for cell in executed_notebook.cells if "vb.comparison_table(" in cell.source)
+    layers = [line.split("|")[0].strip() for line in table.splitlines() if line.count("|") == 5]
+    assert layers == ["layer", "embeddings", *map(str, range(6))]  # MiniLM: 6 layers
     html_outputs = [out["data"]["text/html"] for cell in executed_notebook.cells for out in cell.get("outputs", [])
                     if "text/html" in out.get("data", {})]
     # the ~400 KB of libraries are stored once, in the first code cell's output, before every view
