@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 SYSTEM_PKGS := chromium fonts-liberation fonts-dejavu-core texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
 SUBMISSIONS ?= submissions
 
-.PHONY: install system run test lint release autograde gradescope submission pdf bench clean
+.PHONY: install system run test lint points release autograde gradescope submission pdf bench clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ lint: $(STAMP)
 
 test: $(STAMP) system lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# Write every copy of the point values (test cells, points cells, README tables) from the trusted checks and notebooks.
+points: $(STAMP)
+	$(PY) grading/points.py
 
 release: $(STAMP)
 	$(PY) grading/release.py

@@ -14,6 +14,7 @@ import math
 import torch
 
 from grading.checks import Case, FileCase, randn
+from grading.parts import part_of_cell, part_of_function
 
 KA = "kernel_attention"
 SUM = "Summarization.ipynb"
@@ -180,7 +181,7 @@ CASES = [
                     "args": [*(3 * [randn(g, 2, 6, 8)])], "kwargs": {"causal": False}},
          state_from_reference=True, atol=1e-4),
     FileCase("checkpoints/summarizer.pt is a readable summarizer checkpoint", 2, "checkpoints/summarizer.pt",
-             _checkpoint),
+             _checkpoint, part="1 model"),
     # ---- the notebooks' test cells: these checks decide their points
     Case("1(a) attention_weights: softmax(Q K^T / sqrt(D)) of a (10, 16) and a (4, 16) matrix", 1,
          f"{SUM}:attention_weights", lambda g: {"args": [3 * randn(g, 10, 16), 3 * randn(g, 4, 16)]},
@@ -228,15 +229,16 @@ CASES = [
          nbgrader_cell="test_causal_linear_attention", atol=1e-4),
 ]
 
-# The homework part each check belongs to (the READMEs' points table, grading/parts.py, adds these up).
-PART_OF = {"scaled_dot_product_attention": "3(a)i", "split_heads": "1(d)", "merge_heads": "1(d)",
-           "MultiHeadAttention": "1(d)", "sinusoidal_positional_encoding": "1(d)", "positional_shift_matrix": "1(c)",
-           "RandomFourierFeatures": "3(a)ii", "SoftmaxRandomFourierFeatures": "3(a)ii",
-           "FavorPositiveFeatures": "3(a)iii", "linear_attention": "3(a)iii", "PerformerAttention": "3(a)iii",
-           "causal_linear_attention_reference": "3(b)", "causal_linear_attention": "3(b)", "attention_weights": "1(a)",
-           "SUM_AXIS": "1(a)", "shift_matrix": "1(c)", "samples": "1(f)"}
-for _case in CASES:
-    _case.part = "1 model" if isinstance(_case, FileCase) else PART_OF[_case.attr]
 
-TOTAL_POINTS = sum(c.points for c in CASES)
-assert math.isclose(TOTAL_POINTS, 40), TOTAL_POINTS
+
+def _part(case) -> str:
+    """The part of grading/parts.py that a check belongs to: that of its notebook cell, else of its function."""
+    cells = [case.nbgrader_cell, *getattr(case, "cells", ())]
+    part = next((p for p in map(part_of_cell, cells) if p), None) or part_of_function(getattr(case, "attr", ""))
+    if part is None:
+        raise ValueError(f"check {case.name!r}: no part in grading/parts.py has its cell or function")
+    return part.name
+
+
+for _case in CASES:
+    _case.part = _case.part or _part(_case)

@@ -8,7 +8,6 @@ that occur in the instructor's worked answer and nowhere in the release.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -114,40 +113,6 @@ def test_released_1a_leaves_the_sums_to_the_student(release):
     assert "A = attention_weights(Q, K)" in cells["q1a_code"] and "raise NotImplementedError" in cells["q1a_code"]
 
 
-def test_each_notebook_says_which_checks_give_its_parts_their_points(tmp_path):
-    """Each notebook's points cell is the one grading/points_cells.py generates from the parts and the trusted checks
-    (every autograded point listed, test cell or not); a changed point value changes the cell, and --write mends it;
-    each test cell's "[N points" label is the sum of the checks that name it."""
-    import dataclasses
-    import shutil
-
-    from grading import points_cells
-    from grading.harness import load_cases
-
-    cases = load_cases(COURSE.cases_path)
-    assert points_cells.main(["--check"]) == 0, "run: python grading/points_cells.py"
-    total = 0.0
-    for rel in COURSE.notebooks:
-        nb = nbformat.read(COURSE.root / rel, as_version=4)
-        text = next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "points")
-        total += sum(float(line.rsplit("|", 2)[1]) for line in text.splitlines()
-                     if line.startswith("| ") and "graded by hand" not in line and not line.startswith("| part"))
-        for cell in nb.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
-                label = re.match(r"# \[(\d+) points?", cell.source)
-                assert label, (rel, grade_id)
-                assert float(label[1]) == sum(c.points for c in cases if c.nbgrader_cell == grade_id), grade_id
-    assert total == sum(c.points for c in cases)
-    copy = tmp_path / "Kernel_Attention.ipynb"
-    shutil.copy2(COURSE.root / "Kernel_Attention.ipynb", copy)
-    changed = [dataclasses.replace(c, points=c.points + 1) if c.name.startswith("linear_attention") else c
-               for c in cases]
-    assert points_cells.update(copy, cases, write=False)
-    assert not points_cells.update(copy, changed, write=True) and points_cells.update(copy, changed, write=False)
-    assert "with a key padding mask (`kernel_attention.py`, autograder only) | 3 |" in copy.read_text()
-
-
 def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
     text = "\n".join([
         "def f():",
@@ -178,27 +143,3 @@ def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
 def test_bad_instructor_only_regions_name_the_file_and_line(text, problem):
     with pytest.raises(ValueError, match=f"m.py:[12]: .*{problem}"):
         strip_instructor_only(text, "m.py")
-
-
-def test_parts_table_matches_the_notebooks_points_the_trusted_checks_and_both_readmes():
-    """grading/parts.py (optional parts, points) agrees with the written answers' nbgrader points and with the trusted
-    checks' points per part (every autograded point; a notebook test cell's points are its checks'), every graded
-    cell belongs to a part, and both READMEs show its table."""
-    from grading.harness import load_cases
-    from grading.parts import PARTS, part_of_cell, points_table
-
-    seen = {p.name: [0, 0] for p in PARTS}
-    for rel in COURSE.notebooks:
-        for cell in nbformat.read(COURSE.root / rel, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if not meta.get("points"):
-                continue
-            part = part_of_cell(meta["grade_id"])
-            assert part is not None and part.notebook == rel, meta["grade_id"]
-            if cell.cell_type == "markdown":
-                seen[part.name][1] += meta["points"]
-    for case in load_cases(COURSE.cases_path):
-        seen[case.part][0] += case.points
-    assert seen == {p.name: [p.code_points, p.written_points] for p in PARTS}
-    for readme in (REPO / "README.md", REPO / "grading" / "student" / "README.md"):
-        assert points_table() in readme.read_text(), f"{readme}: paste grading.parts.points_table() into it"
