@@ -7,7 +7,7 @@ conventions (tests/fixtures/mini_course/course.toml). Every grading entry point 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 GRADING_DIR = Path(__file__).resolve().parent
@@ -63,6 +63,11 @@ def load_course(path: str | Path = DEFAULT_COURSE) -> Course:
         raise FileNotFoundError(f"course file {path} not found (the real course is {DEFAULT_COURSE})")
     with path.open("rb") as f:
         raw = tomllib.load(f)
+    known = {f.name for f in fields(Course)} - {"path"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"course file {path}: unknown key(s) {', '.join(map(repr, unknown))} "
+                         f"(known: {', '.join(sorted(known))})")
     root = (path.parent / raw.get("root", ".")).resolve()
     build_dir = (root / raw.get("build_dir", "build")).resolve()
     try:

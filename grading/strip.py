@@ -1,7 +1,7 @@
 """Remove solution regions from `.py` modules with nbgrader's own ClearSolutions (nbgrader copies `.py` verbatim).
 
-`strip_solutions(source, filename)` wraps the module in a one-cell notebook, lets
-`ClearSolutions._replace_solution_region` swap every `### BEGIN SOLUTION` ... `### END SOLUTION` region for a stub,
+`strip_solutions(source, filename)` wraps the module in a one-cell notebook, lets nbgrader's public
+`ClearSolutions.preprocess` swap every `### BEGIN SOLUTION` ... `### END SOLUTION` region for a stub,
 and names the enclosing function in the stub's message. The stub is indented like the region's body, so a marker
 written at a shallower indentation still yields valid Python.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from nbformat.v4 import new_code_cell
+from nbformat.v4 import new_code_cell, new_notebook
 from nbgrader.preprocessors import ClearSolutions
 
 from grading.course import (
@@ -24,6 +24,7 @@ from grading.course import (
     END_SOLUTION,
 )
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _PLACEHOLDER = "__HW8_STUB__"
 _MENTION = "__HW8_MARKER_MENTION__"  # prose that quotes a marker (e.g. a docstring) is not a marker line
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)|^(\s*)class\s+(\w+)")
@@ -89,13 +90,15 @@ def strip_solutions(source: str, filename: str) -> str:
     lines = [line if _is_marker(line) else line.replace("BEGIN SOLUTION", _MENTION + "B").replace(
         "END SOLUTION", _MENTION + "E") for line in source.split("\n")]
     cell = new_code_cell(source="\n".join(_align_markers(lines)))
-    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "grade_id": "module",
-                                 "schema_version": 3, "task": False}
+    # a solution cell without regions would become one stub: mark the cell a solution cell only if it has regions
+    cell.metadata["nbgrader"] = {"solution": has_solution_regions(source), "grade": False, "locked": False,
+                                 "grade_id": "module", "schema_version": 3, "task": False}
     clear = ClearSolutions(code_stub={"python": f"raise NotImplementedError({_PLACEHOLDER})"},
                            begin_solution_delimeter=BEGIN_SOLUTION.removeprefix("### "),
                            end_solution_delimeter=END_SOLUTION.removeprefix("### "))
     try:
-        clear._replace_solution_region(cell, "python")
+        notebook, _ = clear.preprocess(new_notebook(cells=[cell], metadata={"kernelspec": KERNELSPEC}), {})
+        cell = notebook.cells[0]
     except RuntimeError as err:
         raise ValueError(f"{filename}: {err} (check the ### BEGIN/END SOLUTION markers)") from None
     lines = cell.source.split("\n")

@@ -158,6 +158,13 @@ def test_mini_release_is_the_allow_list_with_stubs(mini):
         assert sorted(n.removeprefix("mini/") for n in zf.namelist()) == files
 
 
+def test_a_misspelt_course_key_is_refused_by_name(tmp):
+    text = (MINI / "course.toml").read_text().replace("case_timeout = ", "case_timout = ")
+    (tmp / "course.toml").write_text(f'root = "{MINI}"\n' + text)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'case_timout'"):
+        load_course(tmp / "course.toml")
+
+
 def test_a_hidden_test_block_in_a_notebook_is_refused_with_where_trusted_checks_go(tmp):
     """Neither grader executes notebook code, so a '### BEGIN HIDDEN TESTS' block would change no grade: building the
     release (or the autograder's course folder) refuses it and says where the check belongs."""
@@ -482,7 +489,9 @@ def test_real_release_notebooks_run_up_to_the_first_stub(real, tmp, monkeypatch)
         assert execute_notebook(student / name, timeout=300) == "NotImplementedError", name
 
 
-def test_zz_report_timings():
-    """Not a check: prints the measured grading times (pytest -s shows them)."""
+@pytest.fixture(scope="module", autouse=True)
+def report_timings():
+    """After this module's tests, print the measured times (pytest -s shows them): a report, not a check."""
+    yield
     for name, seconds in TIMINGS.items():
         print(f"timing: {name}: {seconds:.1f} s")
