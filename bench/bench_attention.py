@@ -10,10 +10,10 @@ Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names 
     favor{m}_causal_chunked            the same features + kernel_attention.causal_linear_attention (chunked scan)
     favor{m}_causal_scan               causal_linear_attention alone, from precomputed features (the scan's cost)
     favor{m}_causal_reference          features + causal_linear_attention_reference (Python loop; small N only)
-    favor{m}_linear_fused              kernel_attention.favor_attention_fused (instructor-only fast path, what
+    favor{m}_linear_fused              kernel_attention_fused.favor_attention_fused (instructor-only fast path, what
                                        PerformerAttention(fast=True) runs): features computed block by block inside
                                        the sequence loop, never all N x m at once; eps = 0 (PerformerAttention's)
-    favor{m}_causal_chunked_fused      the same, causal (groups of chunks of C = kernel_attention.FUSED_CAUSAL_CHUNK)
+    favor{m}_causal_chunked_fused      the same, causal (groups of chunks of C = ka_fused.FUSED_CAUSAL_CHUNK)
     favor{m}_linear_compiled,          --compile: torch.compile of the readable pipeline (features + linear_attention
     favor{m}_causal_chunked_compiled   / causal_linear_attention), the second candidate for the fusion
 Forward calls run under torch.no_grad() (inference); "backward" calls time forward + backward of a fixed gradient.
@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kernel_attention as ka  # noqa: E402
+import kernel_attention_fused as ka_fused  # noqa: E402  (instructor-only; registers PerformerAttention(fast=True))
 from bench import flops  # noqa: E402
 from bench.analysis import check_targets, crossover, markdown_tables  # noqa: E402
 from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
@@ -86,7 +87,7 @@ def make_variants(args: argparse.Namespace, device: torch.device) -> list[Varian
                 lambda n: flops.softmax_attention(b, h, n, d)),
     ]
     variants += linear_variants(ka, args, device)
-    variants += fused_variants(ka, args, device)
+    variants += fused_variants(ka_fused, args, device)
     if args.compile:
         variants += compiled_variants(ka, args, device)
     if args.compare_module is not None:
@@ -131,8 +132,8 @@ def linear_variants(module, args: argparse.Namespace, device: torch.device, suff
 
 
 def fused_variants(module, args: argparse.Namespace, device: torch.device, suffix: str = "") -> list[Variant]:
-    """FAVOR+ through module.favor_attention_fused (non-causal and causal), when the module has it (the instructor
-    copy; the student release has no fused path)."""
+    """FAVOR+ through module.favor_attention_fused (non-causal and causal), when the module has it
+    (kernel_attention_fused, instructor-only; a kernel_attention.py has none)."""
     if not hasattr(module, "favor_attention_fused"):
         return []
     b, h, d = BATCH, HEADS, HEAD_DIM

@@ -1,5 +1,5 @@
-"""The instructor-only fused FAVOR+ path (kernel_attention.favor_attention_fused, PerformerAttention(fast=True)) equals
-the readable path: FavorPositiveFeatures + linear_attention / causal_linear_attention, as solved in this repository.
+"""The instructor-only fused FAVOR+ path (kernel_attention_fused.favor_attention_fused, PerformerAttention(fast=True))
+equals the readable path: FavorPositiveFeatures + linear_attention / causal_linear_attention, as solved here.
 
 Instructor-only: it compares against the solved functions, so it must never reach the student release (course
 `hidden_paths`).
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))   # repo root, if pytest did not put it on the path
 
 import kernel_attention as ka  # noqa: E402
+import kernel_attention_fused as ka_fused  # noqa: E402  (registers itself as PerformerAttention(fast=True)'s path)
 from bench.measure import peak_extra_memory  # noqa: E402
 
 RTOL = 1e-5
@@ -71,7 +72,7 @@ def test_fused_equals_readable_float32(causal, eps, batch, n, d, m, width):
     expected = readable(q, k, v, fm, causal, eps=eps)
     for chunk in (None, 1, 7, 64, 128, n + 3):
         with torch.no_grad():
-            assert_equal_rel(ka.favor_attention_fused(q, k, v, fm, causal, eps=eps, chunk_size=chunk), expected)
+            assert_equal_rel(ka_fused.favor_attention_fused(q, k, v, fm, causal, eps=eps, chunk_size=chunk), expected)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -87,7 +88,7 @@ def test_fused_equals_readable_with_key_padding_masks(causal, eps, chunk):
     v[~mask.expand(3, 2, 61)] = float("nan")                     # padded values never leak (not even as 0 * nan)
     expected = readable(q, k, v, fm, causal, mask=mask, eps=eps)
     assert torch.isfinite(expected).all()
-    actual = ka.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=eps, chunk_size=chunk)
+    actual = ka_fused.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=eps, chunk_size=chunk)
     assert_equal_rel(actual, expected)
     assert (actual[1] == 0).all()                                # every key padded -> zero output, never NaN
 
@@ -99,7 +100,7 @@ def test_fused_non_causal_with_different_query_and_key_lengths_and_broadcast_bat
     for eps in (0.0, 1e-6):
         expected = readable(q, k, v, fm, False, mask=mask, eps=eps)
         for chunk in (None, 7, 90):
-            actual = ka.favor_attention_fused(q, k, v, fm, key_padding_mask=mask, eps=eps, chunk_size=chunk)
+            actual = ka_fused.favor_attention_fused(q, k, v, fm, key_padding_mask=mask, eps=eps, chunk_size=chunk)
             assert_equal_rel(actual, expected)
 
 
@@ -110,7 +111,7 @@ def test_fused_other_favor_settings(causal, kwargs):
     q, k, v = inputs((2, 2, 70, 16), (2, 2, 70, 16), 8, seed=5, scale=0.7)
     for eps in (0.0, 1e-6):
         expected = readable(q, k, v, fm, causal, eps=eps)
-        assert_equal_rel(ka.favor_attention_fused(q, k, v, fm, causal, eps=eps, chunk_size=9), expected)
+        assert_equal_rel(ka_fused.favor_attention_fused(q, k, v, fm, causal, eps=eps, chunk_size=9), expected)
 
 
 def test_fused_float64_is_exact_to_rounding():
@@ -118,7 +119,7 @@ def test_fused_float64_is_exact_to_rounding():
     q, k, v = inputs((2, 2, 100, 16), (2, 2, 100, 16), 8, seed=6, dtype=torch.float64, scale=2.0)
     for causal in (False, True):
         expected = readable(q, k, v, fm, causal)
-        assert_equal_rel(ka.favor_attention_fused(q, k, v, fm, causal, chunk_size=11), expected, rtol=1e-11)
+        assert_equal_rel(ka_fused.favor_attention_fused(q, k, v, fm, causal, chunk_size=11), expected, rtol=1e-11)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -127,7 +128,7 @@ def test_fused_half_inputs_are_computed_in_float32(dtype, causal):
     fm = make_map(16, 32, seed=7)
     q, k, v = (t.to(dtype) for t in inputs((2, 2, 50, 16), (2, 2, 50, 16), 8, seed=7))
     mask = torch.rand(2, 1, 50, generator=torch.Generator().manual_seed(8)) > 0.3
-    actual = ka.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=0.0, chunk_size=16)
+    actual = ka_fused.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=0.0, chunk_size=16)
     assert actual.dtype == dtype
     expected = readable(q.float(), k.float(), v.float(), fm, causal, mask=mask, eps=0.0)
     # Both are float32 results rounded once to the half dtype: equal up to one rounding step.
@@ -145,7 +146,7 @@ def test_fused_gradients_equal_readable(causal, dtype, rtol):
     grad_out = torch.randn(2, 2, 45, 8, generator=torch.Generator().manual_seed(11), dtype=dtype)
     grads = []
     for fn in (lambda q, k, v: readable(q, k, v, fm, causal, mask=mask, eps=0.0),
-               lambda q, k, v: ka.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=0.0,
+               lambda q, k, v: ka_fused.favor_attention_fused(q, k, v, fm, causal, key_padding_mask=mask, eps=0.0,
                                                         chunk_size=10)):
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         fn(*leaves).backward(grad_out)
@@ -162,7 +163,7 @@ def test_fused_never_holds_all_features():
     features_bytes = 16384 * 256 * 4
     for causal in (False, True):
         with torch.no_grad():
-            peak = peak_extra_memory(lambda: ka.favor_attention_fused(q, k, v, fm, causal, eps=0.0),
+            peak = peak_extra_memory(lambda: ka_fused.favor_attention_fused(q, k, v, fm, causal, eps=0.0),
                                      torch.device("cpu"))
         assert peak < features_bytes / 2, (causal, peak / 2**20)
 
@@ -171,19 +172,19 @@ def test_fused_empty_sequences_and_bad_inputs():
     fm = make_map(8, 8)
     q, k, v = inputs((1, 2, 0, 8), (1, 2, 0, 8), 4)
     for causal in (False, True):
-        out = ka.favor_attention_fused(q, k, v, fm, causal)
+        out = ka_fused.favor_attention_fused(q, k, v, fm, causal)
         assert out.shape == (1, 2, 0, 4)
     q, k, v = inputs((1, 2, 5, 8), (1, 2, 0, 8), 4)
-    assert (ka.favor_attention_fused(q, k, v, fm) == 0).all()            # no keys -> zero output (as the readable)
+    assert (ka_fused.favor_attention_fused(q, k, v, fm) == 0).all()        # no keys -> zero output (as the readable)
     q, k, v = inputs((1, 2, 5, 8), (1, 2, 6, 8), 4)
     with pytest.raises(ValueError, match="N_q == N_k"):
-        ka.favor_attention_fused(q, k, v, fm, causal=True)
+        ka_fused.favor_attention_fused(q, k, v, fm, causal=True)
     with pytest.raises(ValueError, match="FavorPositiveFeatures"):
-        ka.favor_attention_fused(q, k, v, ka.EluFeatureMap(8))
+        ka_fused.favor_attention_fused(q, k, v, ka.EluFeatureMap(8))
     with pytest.raises(ValueError, match="chunk_size"):
-        ka.favor_attention_fused(q, k, v, fm, chunk_size=0)
+        ka_fused.favor_attention_fused(q, k, v, fm, chunk_size=0)
     with pytest.raises(ValueError, match="key_padding_mask"):
-        ka.favor_attention_fused(q, k, v, fm, key_padding_mask=torch.ones(1, 2, 5, dtype=torch.bool))
+        ka_fused.favor_attention_fused(q, k, v, fm, key_padding_mask=torch.ones(1, 2, 5, dtype=torch.bool))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_performer_default_never_uses_the_fused_path(monkeypatch):
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
-        return ka.favor_attention_fused(*args, **kwargs)
+        return ka_fused.favor_attention_fused(*args, **kwargs)
 
     monkeypatch.setattr(ka, "_FUSED_FAVOR_ATTENTION", spy)
     x = torch.randn(2, 9, 8)
@@ -254,17 +255,19 @@ def test_performer_default_never_uses_the_fused_path(monkeypatch):
     assert len(calls) == 1 and calls[0]["causal"] is True and calls[0]["eps"] == 0.0
 
 
-def test_fused_path_is_instructor_only_and_the_release_still_works(tmp_path):
-    """The fused section sits in one instructor-only region: stripped, the module imports, has no fused path, and
-    PerformerAttention(fast=True) runs the readable path."""
-    from grading.strip import strip_instructor_only
+def test_fused_path_is_instructor_only_and_the_release_still_works():
+    """The fused path is a module of its own (kernel_attention_fused.py, hidden from the release): the student's
+    kernel_attention.py holds none of it; loaded alone it has no fused path and PerformerAttention(fast=True) runs the
+    readable path; importing kernel_attention_fused registers it."""
+    from grading.course import load_course
 
+    course = load_course(ROOT / "grading" / "course.toml")
+    assert "kernel_attention_fused.py" in course.hidden_paths
+    assert not any(rel == "kernel_attention_fused.py" for rel in course.release_files)
     source = (ROOT / "kernel_attention.py").read_text()
-    stripped = strip_instructor_only(source, "kernel_attention.py")
-    assert "def favor_attention_fused" in source and "favor_attention_fused" not in stripped
-    path = tmp_path / "kernel_attention_released.py"
-    path.write_text(stripped)
-    spec = importlib.util.spec_from_file_location("kernel_attention_released", path)
+    assert "favor_attention_fused" not in source and "FUSED_CAUSAL_CHUNK" not in source
+    assert ka._FUSED_FAVOR_ATTENTION is ka_fused.favor_attention_fused
+    spec = importlib.util.spec_from_file_location("kernel_attention_alone", ROOT / "kernel_attention.py")
     released = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(released)
     assert released._FUSED_FAVOR_ATTENTION is None
