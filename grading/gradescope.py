@@ -16,6 +16,7 @@ in a temporary folder (tests/test_grading.py does).
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import shutil
 import sys
@@ -29,8 +30,32 @@ from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_
 from grading.harness import load_cases
 from grading.release import write_zip
 
-HARNESS_FILES = ["__init__.py", "course.py", "checks.py", "harness.py", "sandbox.py", "sandbox_child.py",
-                 "submitted.py"]
+HARNESS_ROOTS = ["__init__.py", "harness.py"]   # run_autograder runs grading/harness.py; the cases file is added
+
+
+def grading_imports(path: Path) -> set[str]:
+    """The grading/ files that a Python file imports (`from grading.x import`, `from grading import x`,
+    `import grading.x`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "grading":
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("grading."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("grading.")}
+    return {f"{name}.py" for name in names if (GRADING_DIR / f"{name}.py").is_file()}
+
+
+def harness_files(cases_path: Path) -> list[str]:
+    """Every grading/ file the harness and the cases file need, found by following their imports (no hand-kept
+    list to forget one in)."""
+    needed, todo = set(HARNESS_ROOTS), [GRADING_DIR / n for n in HARNESS_ROOTS] + [cases_path]
+    while todo:
+        for name in grading_imports(todo.pop()) - needed:
+            needed.add(name)
+            todo.append(GRADING_DIR / name)
+    return sorted(needed)
 GRADING_PACKAGES = ["torch", "numpy", "nbformat", "tokenizers", "tqdm", "datasets"]  # harness + summarizer
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -95,7 +120,7 @@ def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT /
     if stage.exists():
         shutil.rmtree(stage)
     (stage / "grading").mkdir(parents=True)
-    for name in HARNESS_FILES:
+    for name in harness_files(course.cases_path):
         shutil.copy2(GRADING_DIR / name, stage / "grading" / name)
     (stage / "run_autograder").write_text(RUN_AUTOGRADER)
     (stage / "setup.sh").write_text(SETUP_SH)
