@@ -44,6 +44,7 @@ from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
 from grading.harness import TestResult, load_cases, read_notebook_bytes, run_cases
 from grading.nbgrader_course import make_course_dir, run_nbgrader
+from grading.parts import cell_grade_id
 from grading.submitted import Refused, copy_regular, find_root, read_regular, special_entries
 
 MAX_UNZIPPED = 2 * 2**30
@@ -94,10 +95,6 @@ def safe_unzip(zip_path: Path, dest: Path) -> None:
 # ---------------------------------------------------------------------------------------------- rebuilding notebooks
 
 
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def _bounded(outputs: list, budget: list[int]) -> list:
     """The outputs of one cell, text cut to MAX_TEXT_OUTPUT characters, at most MAX_CELL_OUTPUT bytes per cell and
     what is left of the notebook's budget (budget[0], decreased)."""
@@ -123,14 +120,14 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
     """The notebook nbgrader records: the release's cells with the student's solution / answer sources (first cell of
     each grade id), the student's own extra cells (nbgrader metadata dropped) where they were, every output bounded.
     Test and set-up cells are the release's, whatever the student did to them. Returns (notebook, messages)."""
-    released_ids = {_grade_id(c): c for c in released.cells if _grade_id(c)}
-    plain_sources = {c.source for c in released.cells if not _grade_id(c)}
+    released_ids = {cell_grade_id(c): c for c in released.cells if cell_grade_id(c)}
+    plain_sources = {c.source for c in released.cells if not cell_grade_id(c)}
     budget = [MAX_NOTEBOOK_OUTPUT]
     messages, taken, counts = [], {}, {}
     extras: dict[str | None, list] = {None: []}
     anchor = None
     for cell in student.cells:
-        grade_id = _grade_id(cell)
+        grade_id = cell_grade_id(cell)
         if grade_id in released_ids:
             counts[grade_id] = counts.get(grade_id, 0) + 1
             if grade_id not in taken:
@@ -147,7 +144,7 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
     messages += [f"{stem}:{g} appears {n} times: only the first copy was graded" for g, n in counts.items() if n > 1]
     cells = list(extras[None])
     for cell in released.cells:
-        grade_id, meta = _grade_id(cell), cell.get("metadata", {}).get("nbgrader", {})
+        grade_id, meta = cell_grade_id(cell), cell.get("metadata", {}).get("nbgrader", {})
         rebuilt = nbformat.from_dict(dict(cell))
         mine = taken.get(grade_id)
         if grade_id and mine is None:
@@ -280,7 +277,7 @@ def record_in_gradebook(course: Course, course_dir: Path, result: StudentResult)
             if not path.is_file():
                 continue
             graded = nbformat.read(path, as_version=4)
-            released = {_grade_id(c): c for c in nbformat.read(released_dir / rel, as_version=4).cells}
+            released = {cell_grade_id(c): c for c in nbformat.read(released_dir / rel, as_version=4).cells}
             for cell in graded.cells:
                 meta = cell.metadata.get("nbgrader", {})
                 if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":

@@ -37,6 +37,7 @@ import torch
 from grading import sandbox
 from grading.checks import Case, FileCase, compare_values
 from grading.course import GRADING_DIR, Course, load_course
+from grading.parts import cell_grade_id
 from grading.sandbox_child import MAX_MESSAGE, decode, encode, load_notebook_module
 from grading.submitted import Refused, check_regular, copy_regular, find_root, read_regular, special_entries
 
@@ -230,7 +231,7 @@ def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.Notebook
     cells: run only these solution cells, after `preamble` (trusted set-up code) instead of the locked cells."""
     student_cells: dict[str, str] = {}
     for cell in student.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = cell_grade_id(cell)
         if cell.cell_type == "code" and grade_id and grade_id not in student_cells:
             student_cells[grade_id] = cell.source
     code = [preamble] if preamble else []
@@ -329,7 +330,7 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         if student is None:
             missing[case.module_key] = problem
             continue
-        present = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in student.cells}
+        present = {cell_grade_id(c) for c in student.cells}
         absent = [c for c in case.cells if c not in present]
         if absent:
             missing[case.module_key] = (f"{case.module} has no cell {', '.join(absent)} (deleted, or its nbgrader "

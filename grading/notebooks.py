@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
 import run_flags  # noqa: E402
-from grading.parts import part_of_cell  # noqa: E402
+from grading.parts import cell_grade_id, part_of_cell  # noqa: E402
 
 DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -114,7 +114,7 @@ def innermost_function(traceback: list[str]) -> str | None:
 
 def failure_of(cell: nbformat.NotebookNode, index: int, n_cells: int, error: str, message: str,
                traceback: list[str]) -> CellFailure:
-    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    grade_id = cell_grade_id(cell)
     part = part_of_cell(grade_id)
     first_line = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
     if len(first_line) > MESSAGE_CHARS:
@@ -125,7 +125,7 @@ def failure_of(cell: nbformat.NotebookNode, index: int, n_cells: int, error: str
 
 def cell_label(cell: nbformat.NotebookNode) -> str:
     """'1(c) q1c_apply' for a cell with a grade_id, else its first line of code."""
-    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    grade_id = cell_grade_id(cell)
     part = part_of_cell(grade_id)
     if grade_id:
         return f"{part.name} {grade_id}" if part else grade_id

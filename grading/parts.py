@@ -51,6 +51,11 @@ PARTS = (
 )
 
 
+def cell_grade_id(cell) -> str | None:
+    """A notebook cell's nbgrader grade_id (None for a cell without one)."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
 def part_of_cell(grade_id: str | None) -> Part | None:
     """The part a notebook cell (by nbgrader grade_id) belongs to, or None."""
     return next((p for p in PARTS if grade_id in p.cells), None) if grade_id else None

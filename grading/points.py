@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from grading.parts import PARTS, optional_parts  # noqa: E402
+from grading.parts import PARTS, cell_grade_id, optional_parts  # noqa: E402
 
 GRADE_ID = "points"                      # each notebook's generated points cell
 AFTER = "intro"                          # the cell it follows (else the first cell)
@@ -41,7 +41,7 @@ def _number(x: float) -> str:
 
 
 def _grade(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
+    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 @dataclass
@@ -120,7 +120,7 @@ def points_markdown(notebook: str, points: Points) -> str:
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str):
-    return next((c for c in nb.cells if _grade(c).get("grade_id") == grade_id), None)
+    return next((c for c in nb.cells if cell_grade_id(c) == grade_id), None)
 
 
 def update_notebook(path: Path, points: Points, write: bool) -> list[str]:

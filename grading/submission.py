@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from grading.parts import NOTEBOOKS, Part, part_of_cell, part_of_function  # noqa: E402
+from grading.parts import NOTEBOOKS, Part, cell_grade_id, part_of_cell, part_of_function  # noqa: E402
 from summarizer.settings import FAST, FULL  # noqa: E402
 
 MODULES = ["kernel_attention.py"]
@@ -89,7 +89,7 @@ def check_notebook(path: Path, report: Report, allow_fast: bool = False) -> None
             report.warnings.append(f"{path.name}: {where} failed in the last run ({failed.get('error')}: "
                                    f"{failed.get('message', '')})")
     for index, cell in enumerate(cells):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = cell_grade_id(cell)
         part = part_of_cell(grade_id)
         source = cell_source(cell)
         first_line = next((line.strip() for line in source.splitlines() if line.strip()), "")
