@@ -34,11 +34,11 @@ system:
 
 # Every notebook, headless, into build/notebooks/ (HW8_FAST=1: <stem>.fast.ipynb); `make pdf` reuses them.
 # Cells keep running after a failure; the summary at the end lists them; non-zero exit only for required parts.
-# First a preflight (grading/preflight.py, seconds): the visible tests of the kernel_attention.py functions that
+# First a preflight (homework/preflight.py, seconds): the visible tests of the kernel_attention.py functions that
 # Summarization.ipynb trains with; if one fails, that notebook is not run (exit 1).
-# Skip it: .venv/bin/python grading/run_notebooks.py --no-preflight
+# Skip it: .venv/bin/python homework/run_notebooks.py --no-preflight
 run: $(STAMP)
-	$(PY) grading/run_notebooks.py
+	$(PY) homework/run_notebooks.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -63,10 +63,10 @@ gradescope: $(STAMP)
 
 # SUBMISSION_FLAGS=--allow-fast: accept fast-mode notebooks and checkpoint (end-to-end tests only).
 submission: $(STAMP)
-	$(PY) grading/submission.py $(SUBMISSION_FLAGS)
+	$(PY) homework/submission.py $(SUBMISSION_FLAGS)
 
 pdf: $(STAMP) system
-	$(PY) grading/pdf.py
+	$(PY) homework/pdf.py
 
 bench: $(STAMP)
 	$(PY) bench/bench_attention.py

@@ -44,8 +44,8 @@ from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
 from grading.harness import TestResult, load_cases, read_notebook_bytes, run_cases
 from grading.nbgrader_course import make_course_dir, run_nbgrader
-from grading.parts import cell_grade_id
 from grading.submitted import Refused, copy_regular, find_root, read_regular, special_entries
+from homework.parts import cell_grade_id
 
 MAX_UNZIPPED = 2 * 2**30
 MAX_CELL_OUTPUT = 2 * 2**20       # bytes of outputs kept per cell (plots included) ...

@@ -14,7 +14,7 @@ import math
 import torch
 
 from grading.checks import Case, FileCase, randn
-from grading.parts import part_of_cell, part_of_function
+from homework.parts import part_of_cell, part_of_function
 
 KA = "kernel_attention"
 SUM = "Summarization.ipynb"
@@ -232,11 +232,11 @@ CASES = [
 
 
 def _part(case) -> str:
-    """The part of grading/parts.py that a check belongs to: that of its notebook cell, else of its function."""
+    """The part of homework/parts.py that a check belongs to: that of its notebook cell, else of its function."""
     cells = [case.nbgrader_cell, *getattr(case, "cells", ())]
     part = next((p for p in map(part_of_cell, cells) if p), None) or part_of_function(getattr(case, "attr", ""))
     if part is None:
-        raise ValueError(f"check {case.name!r}: no part in grading/parts.py has its cell or function")
+        raise ValueError(f"check {case.name!r}: no part in homework/parts.py has its cell or function")
     return part.name
 
 

@@ -39,7 +39,7 @@ class Case:
     cells: tuple[str, ...] = ()                   # notebook targets: run only these solution cells (grade ids)...
     preamble: str = ""                            # ...after this trusted set-up code (default: every locked cell)
     call: bool = True                             # False: the target is a value (e.g. a constant), not called
-    part: str = ""                                # the homework part whose points this is (grading/parts.py)
+    part: str = ""                                # the homework part whose points this is (homework/parts.py)
 
     @property
     def module(self) -> str:

@@ -26,35 +26,38 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.checks import Case
-from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_course, validate_check_support
+from grading.course import DEFAULT_COURSE, REPO_ROOT, Course, load_course, validate_check_support
 from grading.harness import load_cases
 from grading.release import write_zip
 
-HARNESS_ROOTS = ["__init__.py", "harness.py"]   # run_autograder runs grading/harness.py; the cases file is added
+PACKAGES = ("grading", "homework")                  # the repository packages the harness may import from
+HARNESS_ROOTS = ["grading/__init__.py", "grading/harness.py"]   # run_autograder runs grading/harness.py
 
 
-def grading_imports(path: Path) -> set[str]:
-    """The grading/ files that a Python file imports (`from grading.x import`, `from grading import x`,
-    `import grading.x`)."""
+def package_imports(path: Path) -> set[str]:
+    """The files of PACKAGES that a Python file imports (`from grading.x import`, `from grading import x`,
+    `import grading.x`), as paths relative to the repository ("homework/parts.py"), each package's __init__.py too."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module == "grading":
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("grading."):
-            names.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module in PACKAGES:
+            names |= {f"{node.module}/{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+            names.add(node.module.replace(".", "/"))
         elif isinstance(node, ast.Import):
-            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("grading.")}
-    return {f"{name}.py" for name in names if (GRADING_DIR / f"{name}.py").is_file()}
+            names |= {a.name.replace(".", "/") for a in node.names
+                      if a.name.split(".")[0] in PACKAGES and "." in a.name}
+    files = {f"{name}.py" for name in names if (REPO_ROOT / f"{name}.py").is_file()}
+    return files | {f"{f.split('/')[0]}/__init__.py" for f in files}
 
 
 def harness_files(cases_path: Path) -> list[str]:
-    """Every grading/ file the harness and the cases file need, found by following their imports (no hand-kept
-    list to forget one in)."""
-    needed, todo = set(HARNESS_ROOTS), [GRADING_DIR / n for n in HARNESS_ROOTS] + [cases_path]
+    """Every repository file the harness and the cases file import, found by following their imports (no hand-kept
+    list to forget one in); relative to the repository root."""
+    needed, todo = set(HARNESS_ROOTS), [REPO_ROOT / n for n in HARNESS_ROOTS] + [cases_path]
     while todo:
-        for name in grading_imports(todo.pop()) - needed:
-            needed.add(name)
-            todo.append(GRADING_DIR / name)
+        for rel in package_imports(todo.pop()) - needed:
+            needed.add(rel)
+            todo.append(REPO_ROOT / rel)
     return sorted(needed)
 GRADING_PACKAGES = ["torch", "numpy", "nbformat", "tokenizers", "tqdm", "datasets"]  # harness + summarizer
 
@@ -119,9 +122,9 @@ def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT /
     stage = out_dir / "autograder"
     if stage.exists():
         shutil.rmtree(stage)
-    (stage / "grading").mkdir(parents=True)
-    for name in harness_files(course.cases_path):
-        shutil.copy2(GRADING_DIR / name, stage / "grading" / name)
+    for rel in harness_files(course.cases_path):
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, stage / rel)
     (stage / "run_autograder").write_text(RUN_AUTOGRADER)
     (stage / "setup.sh").write_text(SETUP_SH)
     for script in ("run_autograder", "setup.sh"):

@@ -37,9 +37,9 @@ import torch
 from grading import sandbox
 from grading.checks import Case, FileCase, compare_values
 from grading.course import GRADING_DIR, Course, load_course
-from grading.parts import cell_grade_id
 from grading.sandbox_child import MAX_MESSAGE, decode, encode, load_notebook_module
 from grading.submitted import Refused, check_regular, copy_regular, find_root, read_regular, special_entries
+from homework.parts import cell_grade_id
 
 CHILD_SOURCE = (GRADING_DIR / "sandbox_child.py").read_text()
 LOG_TAIL = 1500

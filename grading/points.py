@@ -1,7 +1,7 @@
 """Every copy of a point value, written from its one home.
 
 Homes: a check's points are in the trusted checks (grading/cases_hw8.py, `Case.points`); a written answer's in its
-answer cell's nbgrader metadata; which part is optional in grading/parts.py. Copies this writes:
+answer cell's nbgrader metadata; which part is optional in homework/parts.py. Copies this writes:
 - each notebook test cell's nbgrader points and the "[N points" label of its first line (the sum of the trusted
   checks that name the cell: nbgrader's gradebook maximum adds these and the answer cells up);
 - each notebook's "points" cell: every autograded check of its parts, test cell or not;
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from grading.parts import PARTS, cell_grade_id, optional_parts  # noqa: E402
+from homework.parts import PARTS, cell_grade_id, optional_parts  # noqa: E402
 
 GRADE_ID = "points"                      # each notebook's generated points cell
 AFTER = "intro"                          # the cell it follows (else the first cell)
@@ -115,7 +115,7 @@ def points_markdown(notebook: str, points: Points) -> str:
         "",
         f"This notebook: {_number(code)} autograded and {_number(written)} written points, optional parts included.",
         "",
-        "<!-- written by grading/points.py from grading/parts.py, the trusted checks and the answer cells -->",
+        "<!-- written by grading/points.py from homework/parts.py, the trusted checks and the answer cells -->",
     ])
 
 

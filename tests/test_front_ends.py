@@ -28,10 +28,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from grading.browser import chromium, chromium_path  # noqa: E402
-from grading.notebooks import executed_notebook, front_end_metadata  # noqa: E402
-from grading.parts import NOTEBOOKS  # noqa: E402
-from grading.view_images import view_outputs  # noqa: E402
+from homework.browser import chromium, chromium_path  # noqa: E402
+from homework.notebooks import executed_notebook, front_end_metadata  # noqa: E402
+from homework.parts import NOTEBOOKS  # noqa: E402
+from homework.view_images import view_outputs  # noqa: E402
 
 SHOTS = REPO / "build" / "front_ends"
 BAR = re.compile(r"\|[█ ]{10}\|")

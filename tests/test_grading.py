@@ -217,7 +217,7 @@ def test_mini_release_runs_for_a_student_and_passes_with_solutions(mini, tmp):
     visible = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], student, 300)
     assert visible.returncode == 0, visible.stdout[-2000:]
     # make submission: refuses an unrun notebook and a missing checkpoint, then zips exactly the graded files
-    args = [sys.executable, str(REPO / "grading" / "submission.py"), "--root", str(student), "--notebooks",
+    args = [sys.executable, str(REPO / "homework" / "submission.py"), "--root", str(student), "--notebooks",
             "Mini.ipynb", "--modules", "mini_ops.py", "--checkpoint", "checkpoints/tiny.pt"]
     (student / "checkpoints" / "tiny.pt").rename(student / "tiny.pt")
     missing = run(args, student, 60)
@@ -426,10 +426,10 @@ def test_real_release_leaks_nothing_and_carries_only_the_allow_list(real):
     assert len(secrets) > 200
     assert find_leaks(course, release, real["zip"]) == []
     files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
-    assert {*course.notebooks, "kernel_attention.py", "README.md", "Makefile", "grading/submission.py",
+    assert {*course.notebooks, "kernel_attention.py", "README.md", "Makefile", "homework/submission.py",
             "tests/test_kernel_attention.py", "requirements.txt"} <= files
     shipped_tools = {f for f in course.release_files if f.startswith("grading/")}   # make run / pdf / submission
-    assert {"grading/submission.py", "grading/notebooks.py", "grading/parts.py"} <= shipped_tools
+    assert {"homework/submission.py", "homework/notebooks.py", "homework/parts.py"} <= shipped_tools
     assert not any(f.startswith("grading/") and f not in shipped_tools for f in files)
     assert not any("hidden" in f or f.startswith(("tests/fixtures", "tests/broken")) for f in files)
     assert "tests/test_grading.py" not in files

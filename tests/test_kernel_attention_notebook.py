@@ -1,7 +1,7 @@
 """Kernel_Attention.ipynb: nbgrader structure is valid, and the notebook executes headless (HW8_FAST=1) without errors.
 
 The executed copy is written to build/notebooks/Kernel_Attention.fast.ipynb with metadata hw8.fast = True: the fast
-copy that grading/pdf.py reuses for a fast PDF (and refuses for a full one); `make run` writes Kernel_Attention.ipynb.
+copy that homework/pdf.py reuses for a fast PDF (and refuses for a full one); `make run` writes Kernel_Attention.ipynb.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from support import nbgrader
 
-from grading.notebooks import execute
+from homework.notebooks import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"

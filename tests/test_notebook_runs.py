@@ -1,5 +1,5 @@
-"""`make run` (grading/run_notebooks.py, grading/notebooks.py) and `make submission` (grading/submission.py), on tiny
-synthetic notebooks whose cells carry the grade_ids of grading/parts.py (seconds, not minutes).
+"""`make run` (homework/run_notebooks.py, homework/notebooks.py) and `make submission` (homework/submission.py), on tiny
+synthetic notebooks whose cells carry the grade_ids of homework/parts.py (seconds, not minutes).
 
 `make run` runs every cell even after failures, names the part and the function that raised, treats optional parts
 as skipped (exit 0) and required ones as failures (exit 1, after the summary). `make submission` refuses fast-mode,
@@ -21,9 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from grading import submission  # noqa: E402
-from grading.notebooks import bar_text, innermost_function, summarize  # noqa: E402
-from grading.parts import part_of_cell  # noqa: E402
+from homework import submission  # noqa: E402
+from homework.notebooks import bar_text, innermost_function, summarize  # noqa: E402
+from homework.parts import part_of_cell  # noqa: E402
 
 
 def cell(kind: str, source: str, grade_id: str | None = None, outputs: bool = False) -> nbformat.NotebookNode:
@@ -46,7 +46,7 @@ def write(path: Path, cells: list, **metadata) -> Path:
 
 
 def run_notebooks(*notebooks: Path) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(REPO / "grading" / "run_notebooks.py"), "--in-place",
+    args = [sys.executable, str(REPO / "homework" / "run_notebooks.py"), "--in-place",
             "--notebooks", *map(str, notebooks)]
     return subprocess.run(args, capture_output=True, text=True, timeout=180, env={**os.environ, "HW8_FAST": "1"})
 

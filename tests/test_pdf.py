@@ -1,4 +1,4 @@
-"""`make pdf` (grading/pdf.py): the solution PDFs are produced, typeset math and figures, and contain every written
+"""`make pdf` (homework/pdf.py): the solution PDFs are produced, typeset math and figures, and contain every written
 answer under its question heading (text extracted with pdftotext).
 
 The PDFs are built once per session from notebooks executed in fast mode (HW8_FAST=1), reusing the copies that the
@@ -18,12 +18,12 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("hw8_pdf", REPO / "grading" / "pdf.py")
+SPEC = importlib.util.spec_from_file_location("hw8_pdf", REPO / "homework" / "pdf.py")
 pdf = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pdf)
 sys.path.insert(0, str(REPO))
-from grading.notebooks import executed_candidates, reusable  # noqa: E402
-from grading.view_images import view_outputs  # noqa: E402
+from homework.notebooks import executed_candidates, reusable  # noqa: E402
+from homework.view_images import view_outputs  # noqa: E402
 
 # Every question with a worked answer; question 4 has answer cells but no instructor answer.
 REQUIRED = ["1(a)", "1(b)", "1(c)", "1(d)", "1(e)", "1(f)", "1(g)", "2(a)", "2(b)", "2(c)", "2(d)",
@@ -51,16 +51,16 @@ def flat(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Run grading/pdf.py --fast as `make pdf` would; return (output folder, its console output)."""
+    """Run homework/pdf.py --fast as `make pdf` would; return (output folder, its console output)."""
     missing = [tool for tool in ("xelatex", "pandoc", "pdftotext", "pdfimages") if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"{', '.join(missing)} not found: the solution PDFs need LaTeX, pandoc and poppler. Install with "
                     f"`sudo apt-get install --no-install-recommends {pdf.APT_PACKAGES}` (or `make system`).")
     out = tmp_path_factory.mktemp("pdf")
     env = dict(os.environ, HW8_FAST="1", HF_HUB_OFFLINE="1")
-    run = subprocess.run([sys.executable, "grading/pdf.py", "--fast", "--out", str(out)], cwd=REPO, env=env,
+    run = subprocess.run([sys.executable, "homework/pdf.py", "--fast", "--out", str(out)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, f"grading/pdf.py failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    assert run.returncode == 0, f"homework/pdf.py failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     return out, run.stdout
 
 

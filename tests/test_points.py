@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 
 from grading.course import load_course  # noqa: E402
 from grading.harness import load_cases, run_cases  # noqa: E402
-from grading.parts import PARTS, part_of_cell  # noqa: E402
 from grading.points import POINTS_BEGIN, Points, points_table, update_all  # noqa: E402
+from homework.parts import PARTS, part_of_cell  # noqa: E402
 
 COURSE = load_course(REPO / "grading" / "course.toml")
 

@@ -1,6 +1,6 @@
-"""`make run`'s preflight (grading/preflight.py): the visible checks of the kernel_attention.py functions that
+"""`make run`'s preflight (homework/preflight.py): the visible checks of the kernel_attention.py functions that
 Summarization.ipynb trains with, run before it; a failure names the function and keeps Summarization.ipynb from
-running (grading/run_notebooks.py). Notebooks are never executed here (run_notebook is replaced by a recorder).
+running (homework/run_notebooks.py). Notebooks are never executed here (run_notebook is replaced by a recorder).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from grading import run_notebooks  # noqa: E402
-from grading.notebooks import NotebookRun  # noqa: E402
-from grading.preflight import CHECKS, FUNCTIONS, PreflightResult, run_preflight  # noqa: E402
 from grading.strip import strip_solutions  # noqa: E402
+from homework import run_notebooks  # noqa: E402
+from homework.notebooks import NotebookRun  # noqa: E402
+from homework.preflight import CHECKS, FUNCTIONS, PreflightResult, run_preflight  # noqa: E402
 
 # What the visible tests need: the same files the student release carries for them.
 NEEDED = ("kernel_attention.py", "tests/test_kernel_attention.py", "tests/support.py", "pyproject.toml")
@@ -133,7 +133,7 @@ def test_make_run_skips_summarization_when_the_preflight_fails(no_scaling, execu
     assert status == 1
     assert executed == ["Kernel_Attention.ipynb"]                     # the other notebook still runs
     assert "  scaled_dot_product_attention: test_sdpa_matches_torch" in out
-    assert "To run it anyway: python grading/run_notebooks.py --in-place --no-preflight" in out
+    assert "To run it anyway: python homework/run_notebooks.py --in-place --no-preflight" in out
     assert "\nSummarization.ipynb: not run: preflight failed: scaled_dot_product_attention\n" in out
     assert "FAILED: Summarization.ipynb not run (preflight failed: scaled_dot_product_attention). Fix" in out
     assert out.index("=== summary ===") < out.index("Summarization.ipynb: not run")

@@ -19,9 +19,9 @@ sys.path.insert(0, str(REPO))
 
 from grading.course import load_course  # noqa: E402
 from grading.leakcheck import fingerprint_key, load_fingerprints, scan_fingerprints  # noqa: E402
-from grading.pdf import answer_cells, question_heading  # noqa: E402
 from grading.release import build_release  # noqa: E402
 from grading.strip import strip_instructor_only  # noqa: E402
+from homework.pdf import answer_cells, question_heading  # noqa: E402
 
 COURSE = load_course(REPO / "grading" / "course.toml")
 

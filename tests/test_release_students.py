@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from grading.course import BEGIN_SOLUTION, END_SOLUTION, load_course  # noqa: E402
-from grading.parts import PARTS, part_of_cell, part_of_function  # noqa: E402
 from grading.release import build_release  # noqa: E402
 from grading.strip import _enclosing_name, is_marker_line, strip_instructor_only  # noqa: E402
-from grading.view_images import view_outputs  # noqa: E402
+from homework.parts import PARTS, part_of_cell, part_of_function  # noqa: E402
+from homework.view_images import view_outputs  # noqa: E402
 
 COURSE = load_course(REPO / "grading" / "course.toml")
 VENV = REPO / ".venv"
@@ -102,7 +102,7 @@ def student(request, release, tmp_path_factory):
     run = make(home, "run", 1500)
     pdf = make(home, "pdf", 900)
     refused = make(home, "submission", 300)
-    accepted = subprocess.run([str(VENV / "bin" / "python"), "grading/submission.py", "--allow-fast"], cwd=home,
+    accepted = subprocess.run([str(VENV / "bin" / "python"), "homework/submission.py", "--allow-fast"], cwd=home,
                               capture_output=True, text=True, timeout=300)
     return {"kind": request.param, "home": home, "run": run, "pdf": pdf, "refused": refused, "accepted": accepted}
 

@@ -15,8 +15,8 @@ from support import nbgrader
 import run_flags
 from bench.time_to_quality import load_results
 from grading.course import BEGIN_SOLUTION, END_SOLUTION
-from grading.notebooks import execute
 from grading.strip import outside_regions, strip_instructor_only
+from homework.notebooks import execute
 from summarizer.batching import collate
 from summarizer.model import MAX_SOURCE_LEN
 from summarizer.pipeline import mask_example, prepare_corpus

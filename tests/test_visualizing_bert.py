@@ -1,7 +1,7 @@
 """Tests for visualizing_bert.py and Visualizing_BERT.ipynb (question 2), all offline (HF_HUB_OFFLINE=1).
 
 The notebook is executed headless (nbclient, cwd = repo root, HW8_FAST=1) into
-build/notebooks/Visualizing_BERT.fast.ipynb (the fast copy grading/pdf.py reuses; `make run` writes the full one),
+build/notebooks/Visualizing_BERT.fast.ipynb (the fast copy homework/pdf.py reuses; `make run` writes the full one),
 exported to HTML (Visualizing_BERT.fast.html) and opened in headless Chromium with all host names unresolvable;
 every bertviz view must draw its <svg> lines.
 Chromium: `apt-get install -y chromium`. Without it the browser tests skip, unless HW8_REQUIRE_BROWSER=1 (CI) makes
@@ -28,7 +28,7 @@ from support import nbgrader
 
 import figures  # noqa: E402
 import visualizing_bert as vb  # noqa: E402
-from grading.notebooks import execute
+from homework.notebooks import execute
 
 REPO = vb.REPO_ROOT
 NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
@@ -49,7 +49,7 @@ def bert():
 @pytest.fixture(scope="module")
 def executed_notebook():
     """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
-    metadata hw8.fast = True (grading/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
+    metadata hw8.fast = True (homework/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
     return execute(NOTEBOOK, EXECUTED, fast=True, timeout=600)
 
 

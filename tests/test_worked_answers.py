@@ -41,7 +41,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grading.notebooks import executed_notebook, reusable  # noqa: E402
+from homework.notebooks import executed_notebook, reusable  # noqa: E402
 
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
 SUMMARIZATION = ROOT / "Summarization.ipynb"

@@ -1,7 +1,7 @@
 """Executing the HW8 notebooks headless: the one home of notebook execution (`make run`, `make pdf`, the tests).
 
 Every notebook runs to its end even when cells fail (nbclient, allow_errors): the outputs are kept, and each failing
-cell is recorded with its part of the homework (grading/parts.py, by the cell's nbgrader grade_id) and the function
+cell is recorded with its part of the homework (homework/parts.py, by the cell's nbgrader grade_id) and the function
 that raised (the innermost frame of the traceback). A failure in an optional part (1(c), 1(g), 3(b)) is reported as
 skipped; a failure in any other cell (one without a grade_id included) is a required failure, and `make run` exits
 non-zero after its summary. The executed notebook records `metadata.hw8 = {"fast": bool, "failed_cells": [...]}`.
@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
 import run_flags  # noqa: E402
-from grading.parts import cell_grade_id, part_of_cell  # noqa: E402
+from homework.parts import cell_grade_id, part_of_cell  # noqa: E402
 
 DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -6,16 +6,16 @@ build/notebooks/<stem>.fast.ipynb (marked fast in its metadata, so a quick run n
 Student release (`--in-place`): each notebook is executed and saved in place, so the outputs you submit are yours.
 
 Preflight: before Summarization.ipynb (12-18 minutes of training on the kernel_attention.py functions), the visible
-tests of the functions it trains with run (grading/preflight.py, a few seconds). If one fails, Summarization.ipynb is
+tests of the functions it trains with run (homework/preflight.py, a few seconds). If one fails, Summarization.ipynb is
 not run: the failed functions are printed, the summary says "Summarization.ipynb: not run: preflight failed: ...",
 the other notebooks still run, and the exit status is 1. `--no-preflight` skips the checks; a run without
 Summarization.ipynb among its notebooks makes none.
 
 Cells keep running after a failure; the summary at the end lists every failed cell with its part of the homework and
 the function that raised. A failure in an optional part (1(c), 1(g), 3(b)) is reported as skipped; the exit status
-is non-zero only if a required part failed (or a notebook was not run). Execution lives in grading/notebooks.py.
+is non-zero only if a required part failed (or a notebook was not run). Execution lives in homework/notebooks.py.
 
-    python grading/run_notebooks.py [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]
+    python homework/run_notebooks.py [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]
                                     [--timeout SECONDS]
 """
 
@@ -30,9 +30,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import run_flags  # noqa: E402
-from grading.notebooks import NotebookRun, executed_candidates, run_notebook, summarize  # noqa: E402
-from grading.parts import NOTEBOOKS, SUMMARIZATION  # noqa: E402
-from grading.preflight import run_preflight  # noqa: E402
+from homework.notebooks import NotebookRun, executed_candidates, run_notebook, summarize  # noqa: E402
+from homework.parts import NOTEBOOKS, SUMMARIZATION  # noqa: E402
+from homework.preflight import run_preflight  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight = run_preflight(summarization.parent)      # the kernel_attention.py beside the notebook
         print(preflight.message, flush=True)
         if not preflight.passed:
-            again = " ".join(["python grading/run_notebooks.py", *(["--in-place"] if args.in_place else []),
+            again = " ".join(["python homework/run_notebooks.py", *(["--in-place"] if args.in_place else []),
                               *(["--fast"] if args.fast else []), "--no-preflight"])
             others = "; the other notebooks are" if len(sources) > 1 else ""
             print(f"{SUMMARIZATION} is not run{others}. To run it anyway: {again}", flush=True)

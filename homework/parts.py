@@ -4,7 +4,7 @@ One table serves `make run` (a failing cell of an optional part is reported as s
 `make submission` (a stub left in an optional part is listed, not refused) and the grading (each trusted check
 belongs to the part of its cell or function). Cells are named by their nbgrader grade_id; functions by their name in
 kernel_attention.py. Points live elsewhere, each in one place: a check's in the trusted checks, a written answer's in
-its cell's nbgrader metadata; grading/points.py writes every copy of them (test cells, tables).
+its cell's nbgrader metadata; the instructor's tools write every copy of them (test cells, tables).
 """
 
 from __future__ import annotations

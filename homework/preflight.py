@@ -12,7 +12,7 @@ the test checks. A function whose body is still the stub (`raise NotImplementedE
 test reaches it (merge_heads behind an unwritten split_heads). A function that fails only because a function it uses
 failed (MultiHeadAttention uses scaled_dot_product_attention) is listed after them, not among the failed ones.
 
-    python grading/preflight.py [--repo FOLDER]     # exit status 1 if a check failed
+    python homework/preflight.py [--repo FOLDER]     # exit status 1 if a check failed
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def describe(result: PreflightResult) -> str:
     for failure in result.failures:
         if failure.function is None:
             lines.append(f"  {failure.test}: {failure.message}")
-    lines.append(f"The checks alone: python grading/preflight.py, or python -m pytest {TEST_FILE} (all of them).")
+    lines.append(f"The checks alone: python homework/preflight.py, or python -m pytest {TEST_FILE} (all of them).")
     return "\n".join(lines)
 
 

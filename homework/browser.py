@@ -1,7 +1,7 @@
 """Headless Chromium for the HW8 tools: the system browser (Debian's `chromium`, installed by `make system`) driven
 by Playwright through its executable path, so Playwright never downloads a browser of its own.
 
-`make pdf` uses it to draw each bertviz view as a picture (grading/view_images.py); the front-end tests use it to
+`make pdf` uses it to draw each bertviz view as a picture (homework/view_images.py); the front-end tests use it to
 open the notebooks in JupyterLab and Notebook 7.
 """
 

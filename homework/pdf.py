@@ -2,22 +2,22 @@
 
 Instructor (this repository): execute the instructor notebooks (or reuse fresh executed copies) and export them.
 
-    python grading/pdf.py            # full run; `make pdf`
-    python grading/pdf.py --fast     # HW8_FAST=1: small data, same code path (also: HW8_FAST=1 python grading/pdf.py)
+    python homework/pdf.py            # full run; `make pdf`
+    python homework/pdf.py --fast     # HW8_FAST=1: small data, same code path (also: HW8_FAST=1 python homework/pdf.py)
 
 Writes build/pdf/<Notebook>.pdf for each notebook and build/pdf/written_answers.pdf, which collects every written
 answer (markdown cell whose nbgrader grade_id starts with "answer_") under its question heading ("Question 3(a) ii").
 Executed notebooks are reused from build/notebooks/<name> (full runs, written by `make run`) or
 build/notebooks/<stem>.fast.ipynb (fast runs, written by the notebook tests and by this script) when newer than the
 notebook and what it reads (modules, data, assets); otherwise they are executed and saved there
-(grading/notebooks.py executes them).
+(homework/notebooks.py executes them).
 
-Student release: `make pdf` (python grading/pdf.py --student) exports the notebooks as they are, executed in place
+Student release: `make pdf` (python homework/pdf.py --student) exports the notebooks as they are, executed in place
 by `make run`, without running anything: build/pdf/<Notebook>.pdf titled "HW8: <Notebook>", answers labelled
 "Answer". No written-answers collection.
 
 Route: nbconvert LaTeX exporter -> pandoc (markdown and math) -> xelatex. Each bertviz view is drawn in headless
-Chromium and typeset as a picture (grading/view_images.py; Chromium comes from `make system`); any other
+Chromium and typeset as a picture (homework/view_images.py; Chromium comes from `make system`); any other
 HTML/JavaScript-only output is replaced by a one-line note.
 """
 from __future__ import annotations
@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
 
 import run_flags  # noqa: E402
-from grading.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text  # noqa: E402
-from grading.parts import NOTEBOOKS  # noqa: E402
-from grading.view_images import add_view_images  # noqa: E402
+from homework.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text  # noqa: E402
+from homework.parts import NOTEBOOKS  # noqa: E402
+from homework.view_images import add_view_images  # noqa: E402
 
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         paths = build_pdfs([p.resolve() for p in args.notebooks], args.executed_dir.resolve(), args.out.resolve(),
                            fast, args.timeout, args.force)
     except (RuntimeError, ValueError, FileNotFoundError) as error:     # a failing cell raises with its traceback
-        raise SystemExit(f"grading/pdf.py: {error}") from None
+        raise SystemExit(f"homework/pdf.py: {error}") from None
     print("solution PDFs:", *[str(p) for p in paths], sep="\n  ")
 
 

@@ -1,6 +1,6 @@
 """Pictures of the bertviz views of an executed notebook, for the PDF printout (a PDF cannot run their JavaScript).
 
-Each view is drawn in headless Chromium (grading/browser.py) on a page of its own that holds the bertviz libraries the
+Each view is drawn in headless Chromium (homework/browser.py) on a page of its own that holds the bertviz libraries the
 notebook loaded once (the output of `vb.load_libraries()`) and the view's HTML, as the notebook shows it when opened,
 and its element is captured as PNG. The PNG is added to the view's output beside its HTML, so the notebook still opens
 interactive and LaTeX typesets the picture.
@@ -13,7 +13,7 @@ import re
 
 import nbformat
 
-from grading.browser import chromium
+from homework.browser import chromium
 
 LIBRARIES_MARK = "window.hw8BertvizLibs = {"     # in the output of visualizing_bert.load_libraries()
 VIEW_ID = re.compile(r'<div id="?bertviz-([0-9a-f]+)')
