@@ -1,7 +1,14 @@
 """Shared pytest configuration and fixtures."""
 
+import sys
+from pathlib import Path
+
 import nbformat
 import pytest
+
+# The repository's modules also when pytest runs as a console script (`python -m pytest` from the root has them
+# already). Appended, not prepended: a submission folder put first on PYTHONPATH is the kernel_attention under test.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 
 def pytest_collection_modifyitems(items):

@@ -14,7 +14,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.append(str(ROOT))   # repo root, if pytest did not put it on the path
 
 import kernel_attention as ka  # noqa: E402
 from bench import flops  # noqa: E402

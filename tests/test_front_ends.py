@@ -27,7 +27,6 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 from homework.browser import chromium, chromium_path  # noqa: E402
 from homework.notebooks import executed_notebook, front_end_metadata  # noqa: E402
 from homework.parts import NOTEBOOKS  # noqa: E402

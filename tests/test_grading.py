@@ -29,7 +29,6 @@ from nbclient.exceptions import CellExecutionError
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "tests" / "fixtures" / "mini_course"
-sys.path.insert(0, str(REPO))
 
 from grading import sandbox  # noqa: E402
 from grading.course import load_course  # noqa: E402

@@ -30,7 +30,6 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from grading import sandbox  # noqa: E402
 from grading.course import load_course  # noqa: E402

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.append(str(ROOT))   # repo root, if pytest did not put it on the path
 
 import kernel_attention as ka  # noqa: E402
 import kernel_attention_fused as ka_fused  # noqa: E402  (registers itself as PerformerAttention(fast=True)'s path)

@@ -8,14 +8,9 @@ it; the repository root is only a fallback.)
 
 import io
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.append(str(Path(__file__).resolve().parents[1]))   # repo root, if nothing else provides the module
-
 from support import copy_into_torch_mha, kernel_attention_loops, randn  # noqa: E402
 
 import kernel_attention as ka  # noqa: E402

@@ -19,7 +19,6 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from homework import submission  # noqa: E402
 from homework.notebooks import bar_text, innermost_function, summarize  # noqa: E402

@@ -17,7 +17,6 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from grading.course import load_course  # noqa: E402
 from grading.harness import load_cases, run_cases  # noqa: E402

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from grading.strip import strip_solutions  # noqa: E402
 from homework import run_notebooks  # noqa: E402

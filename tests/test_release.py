@@ -8,14 +8,12 @@ that occur in the instructor's worked answer and nowhere in the release.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from grading.course import load_course  # noqa: E402
 from grading.leakcheck import fingerprint_key, load_fingerprints, scan_fingerprints  # noqa: E402

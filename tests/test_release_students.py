@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pytest
 from nbformat.sign import NotebookNotary
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from grading.course import BEGIN_SOLUTION, END_SOLUTION, load_course  # noqa: E402
 from grading.release import build_release  # noqa: E402

@@ -39,7 +39,6 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from homework.notebooks import executed_notebook, reusable  # noqa: E402
 
