@@ -5,7 +5,8 @@ The worked answers (markdown cells whose nbgrader grade_id starts with "answer_"
 number that no cell prints cannot be checked in the solution PDF, and goes stale unnoticed when the code changes.
 Measured numbers are the ones written with a decimal point (0.0051, -0.47, 10.8) and integers of three or more digits
 (209, 4096); smaller integers are notation (exponents, 2 D_random, 5 seeds). Each is looked for as a whole number in
-the printed text and the plain-text results of the code cells (0.5 does not match 0.50, 1.2 does not match 1.26; a
+the printed text, the plain-text results and the code of the code cells (a setting stated in code, `top_p=0.9`, is in
+the printout too) (0.5 does not match 0.50, 1.2 does not match 1.26; a
 sign is not compared, slopes are printed with theirs). The year of a citation is not a measured number: "Clark et al.
 2019", "(Choromanski et al., 2021)", "Vig & Belinkov 2019", "Vig and Belinkov (2019)" are skipped (CITATION).
 
@@ -40,6 +41,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))    # run as a script (see above): the repository's modules
 from homework.notebooks import executed_notebook, reusable  # noqa: E402
 
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
@@ -65,8 +68,9 @@ def quoted_numbers(text: str) -> list[str]:
 
 
 def printed_text(notebook: nbformat.NotebookNode) -> str:
-    """Everything the code cells print: streams and the plain-text form of results and displays."""
-    parts = []
+    """Everything the code cells show in the printout: their code (a setting such as `temperature=0.8` is stated
+    there), streams and the plain-text form of results and displays."""
+    parts = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     for cell in notebook.cells:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "stream":
