@@ -68,7 +68,13 @@ submission: $(STAMP)
 pdf: $(STAMP) system
 	$(PY) homework/pdf.py
 
-bench: $(STAMP)
+# The peer libraries (performer-pytorch) are benchmark-only: installed here, not by `make install`.
+PEERS_STAMP := $(VENV)/.peers-installed
+$(PEERS_STAMP): bench/requirements-peers.txt $(STAMP)
+	$(PY) -m pip install --no-deps -r bench/requirements-peers.txt
+	touch $@
+
+bench: $(STAMP) $(PEERS_STAMP)
 	$(PY) bench/bench_attention.py
 	$(PY) bench/time_to_quality.py
 

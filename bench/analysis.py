@@ -180,3 +180,58 @@ def markdown_tables(rows: list[dict], labels: dict[str, str], sizes: list[int]) 
                 for a, _ in pairs]
         lines.append(f"| {n} | " + " | ".join(speed + frac) + " |")
     return "\n".join(lines) + "\n"
+
+
+# Ours against the fastest peer library (bench/peers.py): (our variant, the peers' variant suffix).
+PEER_PAIRS = (("favor256_linear_fused", "256_linear"), ("favor256_causal_chunked_fused", "256_causal"))
+
+
+def fastest_peer(rows: list[dict], suffix: str, mode: str, n: int) -> dict | None:
+    """The fastest peer row (variant peer_<library><suffix>) at (mode, n), or None when no peer was timed."""
+    found = [r for r in rows if r["variant"].startswith("peer_") and r["variant"].endswith(suffix)
+             and r["mode"] == mode and r["n"] == n]
+    return min(found, key=lambda r: r["median_s"], default=None)
+
+
+def peer_targets(rows: list[dict], n: int = TARGET_N, n_min: int = 1024) -> list[dict]:
+    """Goals against the peers, per pair of PEER_PAIRS (forward): at N = n at least 2x faster than the fastest peer;
+    never slower from N = n_min on (the smallest speed-up over N >= n_min at least 1); peak extra memory at N = n at
+    most the fastest peer's (ratio ours / peer <= 1)."""
+    out = []
+    for ours, suffix in PEER_PAIRS:
+        def speedup(m):
+            a, b = fastest_peer(rows, suffix, "forward", m), find(rows, ours, "forward", m)
+            return a["median_s"] / b["median_s"] if a and b else None
+        ns = sorted({r["n"] for r in rows if r["variant"] == ours and r["mode"] == "forward" and r["n"] >= n_min})
+        speedups = [x for x in map(speedup, ns) if x is not None]
+        peer, mine = fastest_peer(rows, suffix, "forward", n), find(rows, ours, "forward", n)
+        memory = mine["peak_bytes"] / peer["peak_bytes"] if peer and mine and peer["peak_bytes"] else None
+        for name, value, op, threshold in (
+                (f"{ours} speed-up over the fastest peer at N={n}", speedup(n), ">=", 2),
+                (f"{ours} smallest speed-up over the fastest peer from N={n_min}", min(speedups, default=None),
+                 ">=", 1),
+                (f"{ours} peak extra memory / the fastest peer's at N={n}", memory, "<=", 1)):
+            met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+            out.append({"target": name, "value": value, "op": op, "threshold": threshold, "met": met})
+    return out
+
+
+def peer_lines(rows: list[dict], sizes: list[int], unavailable: dict[str, str]) -> list[str]:
+    """Markdown: ours beside the fastest peer per N (forward and forward + backward), the ratio columns, and the
+    peers that were not timed with the reason."""
+    lines = ["**ours vs the fastest peer library (bench/peers.py); times in ms, memory in MiB; × = peer / ours**", ""]
+    for mode in ("forward", "backward"):
+        lines += [f"*{mode}*", "", "| N | pair | ours | fastest peer | peer ms | × time | ours MiB | peer MiB "
+                  "| × memory |", "|---:|---|---:|---|---:|---:|---:|---:|---:|"]
+        for n in sizes:
+            for ours, suffix in PEER_PAIRS:
+                mine, peer = find(rows, ours, mode, n), fastest_peer(rows, suffix, mode, n)
+                if not (mine and peer):
+                    continue
+                lines.append(f"| {n} | {suffix.split('_', 1)[1]} | {num(1e3 * mine['median_s'])} | {peer['variant']} "
+                             f"| {num(1e3 * peer['median_s'])} | {peer['median_s'] / mine['median_s']:.2f} "
+                             f"| {num(mib(mine['peak_bytes']))} | {num(mib(peer['peak_bytes']))} "
+                             f"| {peer['peak_bytes'] / max(mine['peak_bytes'], 1):.2f} |")
+        lines.append("")
+    lines += [f"- {peer}: not timed: {why}" for peer, why in unavailable.items()]
+    return lines

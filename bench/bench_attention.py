@@ -14,6 +14,8 @@ Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names 
                                        PerformerAttention(fast=True) runs): features computed block by block inside
                                        the sequence loop, never all N x m at once; eps = 0 (PerformerAttention's)
     favor{m}_causal_chunked_fused      the same, causal (groups of chunks of C = ka_fused.FUSED_CAUSAL_CHUNK)
+    peer_performer_pytorch{m}_linear,  performer-pytorch's FastAttention (same m; bench/peers.py says which of its
+    peer_performer_pytorch{m}_causal   defaults apply); fast-transformers is listed as unavailable with the reason
     favor{m}_linear_compiled,          --compile: torch.compile of the readable pipeline (features + linear_attention
     favor{m}_causal_chunked_compiled   / causal_linear_attention), the second candidate for the fusion
 Forward calls run under torch.no_grad() (inference); "backward" calls time forward + backward of a fixed gradient.
@@ -44,8 +46,8 @@ if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make 
 
 import kernel_attention as ka  # noqa: E402
 import kernel_attention_fused as ka_fused  # noqa: E402  (instructor-only; registers PerformerAttention(fast=True))
-from bench import flops  # noqa: E402
-from bench.analysis import check_targets, crossover, markdown_tables  # noqa: E402
+from bench import flops, peers  # noqa: E402
+from bench.analysis import check_targets, crossover, markdown_tables, peer_lines, peer_targets  # noqa: E402
 from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
 
 BATCH, HEADS, HEAD_DIM = 1, 8, 64
@@ -88,6 +90,8 @@ def make_variants(args: argparse.Namespace, device: torch.device) -> list[Varian
     ]
     variants += linear_variants(ka, args, device)
     variants += fused_variants(ka_fused, args, device)
+    if not args.no_peers:
+        variants += peer_variants(args, device)
     if args.compile:
         variants += compiled_variants(ka, args, device)
     if args.compare_module is not None:
@@ -154,6 +158,27 @@ def fused_variants(module, args: argparse.Namespace, device: torch.device, suffi
             lambda q, k, v, fm=fm: lambda: module.favor_attention_fused(q, k, v, fm, causal=True, eps=0.0),
             lambda n, n_random=n_random: flops.favor_features(b, h, n, d, n_random)
             + flops.causal_linear_attention_chunked(b, h, n, n_random, d, c)))
+    return variants
+
+
+def peer_variants(args: argparse.Namespace, device: torch.device) -> list[Variant]:
+    """The peer libraries that import (bench/peers.py), non-causal at every --n-random and causal at
+    --causal-n-random, with the same features count m as ours."""
+    b, h, d = BATCH, HEADS, HEAD_DIM
+    variants = []
+    for peer, builds in peers.PEERS.items():
+        slug = peer.replace("-", "_")
+        for causal, sizes in ((False, args.n_random), (True, args.causal_n_random)):
+            for n_random in sizes:
+                build = builds(n_random, causal, device)
+                if build is None:
+                    continue
+                kind = "causal" if causal else "linear"
+                variants.append(Variant(
+                    f"peer_{slug}{n_random}_{kind}", f"{peer} m={n_random} {kind}", 1, build,
+                    lambda n, m=n_random, c=causal: flops.favor_features(b, h, n, d, m)
+                    + (flops.causal_linear_attention_chunked(b, h, n, m, d, 64) if c
+                       else flops.linear_attention(b, h, n, m, d))))
     return variants
 
 
@@ -328,6 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time torch.compile of the readable FAVOR+ pipeline (m = 256; forward only)")
     p.add_argument("--only", nargs="+", default=None,
                    help="run only the variants whose name contains one of these strings (e.g. sdpa fused compiled)")
+    p.add_argument("--no-peers", action="store_true", help="do not time the peer libraries (bench/peers.py)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if any(n < 1 for n in args.sizes) or args.reps < 1 or args.threads < 1:
@@ -363,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(rows, crossovers)
     targets += [t | {"target": t["target"] + " [fused]"} for t in check_targets(rows, crossovers, suffix="_fused")
                 if "scan alone" not in t["target"]]
+    targets += peer_targets(rows)
     if args.compare_module is not None:
         targets += [t | {"target": t["target"] + " [compared module]"}
                     for t in check_targets(rows, crossovers, suffix="_compared")]
@@ -380,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                    "per_n": {str(n): m for n, m in matmul.items()}},
         "results": rows,
         "skipped": skipped,
+        "peers": {"timed": sorted(v.name for v in variants if v.name.startswith("peer_")),
+                  "unavailable": {} if args.no_peers else peers.unavailable()},
         "crossover": crossovers,
         "targets": targets,
     }
@@ -391,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{info['torch_threads']}, load {info['load_average_1_5_15']}")
     fig = plot_attention_benchmark(rows, report["variants"], title)
     fig.savefig(png_path, dpi=110)
-    md_path.write_text(markdown_tables(rows, report["variants"], args.sizes))
+    md_path.write_text(markdown_tables(rows, report["variants"], args.sizes) + "\n"
+                       + "\n".join(peer_lines(rows, args.sizes, report["peers"]["unavailable"])) + "\n")
     if args.profile_n:
         (args.out / f"profile_{args.profile_n}.txt").write_text(profile_tables(variants, args.profile_n, device,
                                                                                args.seed))

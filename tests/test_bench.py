@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -16,8 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 
 import kernel_attention as ka  # noqa: E402
-from bench import flops  # noqa: E402
-from bench.analysis import crossover, memory_slope  # noqa: E402
+from bench import flops, peers  # noqa: E402
+from bench.analysis import crossover, memory_slope, peer_lines, peer_targets  # noqa: E402
 from bench.measure import peak_extra_memory  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,6 +55,12 @@ def test_bench_attention_tiny_run_writes_json_and_png(tmp_path):
         if r["mode"] == "forward":
             assert r["flops"] > 0 and r["fraction_of_matmul"] > 0
     assert {t["met"] for t in report["targets"]} <= {None, True, False}
+    assert "fast-transformers" in report["peers"]["unavailable"]                 # never left out silently
+    assert ("performer_pytorch" in "".join(report["peers"]["timed"])) == (importlib.util.find_spec(
+        "performer_pytorch") is not None)
+    for name in report["peers"]["timed"]:
+        assert (name, "forward", 128) in measured and (name, "backward", 128) in measured
+    assert "fast-transformers: not timed: " in (out / "attention.md").read_text()
     png = (out / "attention.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
     assert "| 128 |" in (out / "attention.md").read_text()
@@ -99,6 +106,39 @@ def test_flop_formulas_match_torch_flop_counter(n, m, chunk):
     with torch.no_grad():
         softmax_matmuls = counted(lambda: ka.scaled_dot_product_attention(q, k, v))
     assert flops.softmax_attention(b, h, n, d) == softmax_matmuls + 3 * b * h * n * n
+
+
+def test_peer_targets_and_table_compare_ours_with_the_fastest_peer():
+    def row(variant, n, t, mem, mode="forward"):
+        return {"variant": variant, "mode": mode, "n": n, "median_s": t, "peak_bytes": mem}
+
+    rows = []
+    for n in (1024, 4096, 8192):
+        rows += [row("favor256_linear_fused", n, n * 1e-6, 10 * n), row("peer_a256_linear", n, 3 * n * 1e-6, 40 * n),
+                 row("peer_b256_linear", n, 2.5 * n * 1e-6, 5 * n),                 # the fastest peer: 2.5x
+                 row("favor256_causal_chunked_fused", n, n * 1e-6, 10 * n),
+                 row("peer_a256_causal", n, (0.5 if n == 1024 else 4) * n * 1e-6, 20 * n)]
+    got = {t["target"]: t for t in peer_targets(rows)}
+    fused = got["favor256_linear_fused speed-up over the fastest peer at N=8192"]
+    assert fused["value"] == pytest.approx(2.5) and fused["met"] is True
+    memory = got["favor256_linear_fused peak extra memory / the fastest peer's at N=8192"]
+    assert memory["value"] == pytest.approx(2.0) and memory["met"] is False       # the fastest peer's memory, 5 n
+    slowest = got["favor256_causal_chunked_fused smallest speed-up over the fastest peer from N=1024"]
+    assert slowest["value"] == pytest.approx(0.5) and slowest["met"] is False     # slower at N = 1024
+    assert got["favor256_causal_chunked_fused speed-up over the fastest peer at N=8192"]["met"] is True
+    assert all(t["value"] is None for t in peer_targets([r for r in rows if not r["variant"].startswith("peer_")]))
+    lines = peer_lines(rows, [1024, 8192], {"fast-transformers": "no CUDA"})
+    assert "| 8192 | linear | 8.19 | peer_b256_linear | 20.5 | 2.50 |" in "\n".join(lines)
+    assert lines[-1] == "- fast-transformers: not timed: no CUDA"
+
+
+def test_unavailable_peers_say_why():
+    why = peers.unavailable()
+    assert "CUDA_HOME" in why["fast-transformers"] or "imports here" in why["fast-transformers"]
+    if importlib.util.find_spec("performer_pytorch") is None:
+        assert "bench/requirements-peers.txt" in why["performer-pytorch"]
+    else:
+        assert "performer-pytorch" not in why
 
 
 def test_crossover_and_memory_slope_on_synthetic_rows():
