@@ -42,7 +42,7 @@ import nbformat
 
 from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
-from grading.harness import TestResult, load_cases, read_notebook_bytes, run_cases
+from grading.harness import TestResult, load_cases, read_notebook_bytes, run_course
 from grading.nbgrader_course import make_course_dir, run_nbgrader
 from grading.submitted import Refused, copy_regular, find_root, read_regular, special_entries
 from homework.parts import cell_grade_id
@@ -215,10 +215,7 @@ def grade_student(course_file: str, submitted: str, hide: list[str], uid: int, t
     torch.set_num_threads(threads)
     course = load_course(course_file)
     started = time.monotonic()
-    results = run_cases(load_cases(course.cases_path), Path(submitted), course.root, course.student_modules,
-                        course.notebooks, course.case_timeout, hide=[Path(p) for p in hide],
-                        keep=[Path(sys.prefix), Path(sys.base_prefix)], support=course.check_support, uid=uid,
-                        budget=course.submission_timeout)
+    results = run_course(course, Path(submitted), hide=[Path(p) for p in hide], uid=uid)
     return results, time.monotonic() - started
 
 

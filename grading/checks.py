@@ -12,11 +12,38 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
 Compare = Callable[[Any, Any, dict], "str | None"]
+
+
+class Constructor(TypedDict, total=False):
+    """How the child builds the student's object before calling it (a class target)."""
+    args: list
+    kwargs: dict
+
+
+class CheckInputs(TypedDict, total=False):
+    """What a check's `inputs(generator)` returns (every key optional; drawn in the trusted parent)."""
+    args: list                  # positional arguments of the call
+    kwargs: dict                # keyword arguments of the call
+    init: Constructor           # a class target: construct it with these first (its weights may come from the
+                                # reference: Case.state_from_reference)
+    method: str                 # call this method of the object instead of calling it
+    attrs: list[str]            # also read these attributes off the constructed object and compare them
+
+
+INPUT_KEYS = frozenset(CheckInputs.__annotations__)
+
+
+def check_inputs(case_name: str, inputs: dict) -> CheckInputs:
+    """`inputs` if every key is one CheckInputs knows; a ValueError naming the check and the key otherwise."""
+    unknown = sorted(set(inputs) - INPUT_KEYS)
+    if unknown:
+        raise ValueError(f"check {case_name!r}: unknown input key(s) {unknown} (known: {sorted(INPUT_KEYS)})")
+    return inputs
 
 
 @dataclass
@@ -26,7 +53,7 @@ class Case:
     name: str
     points: float
     target: str                                   # "module:attr" (attr may be dotted) or "Notebook.ipynb:attr"
-    inputs: Callable[[torch.Generator], dict] | None  # -> {"args", "kwargs", "init", "method"}; None: no inputs
+    inputs: Callable[[torch.Generator], CheckInputs] | None   # seeded inputs (CheckInputs); None: no inputs
     compare: Compare | None = None                # (got, expected, request) -> None if right, else a message
     reference: Callable[[dict], Any] | None = None  # expected output from the request; default: instructor's target
     atol: float = 1e-5

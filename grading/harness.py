@@ -7,21 +7,19 @@ to one child process that imported the student's modules (grading/sandbox_child.
 The child runs as an unprivileged user that cannot see instructor files (grading/sandbox.py); a crash, an exit, a
 timeout or an unparsable reply scores 0 for that check with a message, and the child is restarted for the next.
 Scores and results.json are written only by this process, after every child has been killed.
+
+Three files: this one runs the checks (`run_cases`, `run_course`: one call for a course and a submission) and writes
+results; grading/child.py is the sandboxed child and its protocol; grading/reference.py the instructor's side.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
-import selectors
 import shutil
-import struct
-import subprocess
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -29,25 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script by run_autograder
 
 import nbformat
-import torch
 
 from grading import sandbox
 from grading.checks import Case, FileCase, compare_values
-from grading.course import GRADING_DIR, Course, load_course
-from grading.sandbox_child import MAX_MESSAGE, decode, encode, load_notebook_module
+from grading.child import Budget, Child
+from grading.course import Course, load_course
+from grading.reference import REFERENCE_LOCK, Reference, build_request, expected_output, notebook_cells
 from grading.submitted import Refused, check_regular, copy_regular, find_root, read_regular, special_entries
 from homework.parts import cell_grade_id
-
-CHILD_SOURCE = (GRADING_DIR / "sandbox_child.py").read_text()
-LOG_TAIL = 1500
-REFERENCE_LOCK = threading.RLock()
-STARTUP_TIMEOUT = 300   # seconds for the sandboxed Python to import torch (slow on a loaded machine)
-WORK_MOUNT = "/tmp/hw8-work"     # the student's working folder inside the sandbox
-MEMORY_LIMIT = 8 * 2**30         # address space of the student's process (torch alone reserves ~2 GiB)
-OUTPUT_LIMIT = 16 * 2**20        # bytes of any file it writes, its printed output included
 
 
 @dataclass
@@ -65,155 +55,6 @@ class TestResult:
                 "visibility": "visible"}
 
 
-class Child:
-    """One sandboxed student process that answers call requests; restarted after a timeout or a crash.
-
-    staged: the root-only folder holding the student's files and the support files; the child sees a copy of it as
-    its working folder (a fresh tmpfs in the sandbox, the folder itself when there is no namespace)."""
-
-    def __init__(self, staged: Path, hide: list[Path], keep: list[Path], uid: int, budget: Budget) -> None:
-        self.staged, self.hide, self.keep, self.uid, self.budget = staged, hide, keep, uid, budget
-        self.private = sandbox.private_folder("hw8-harness-")              # root-only: the log
-        self.log_path = self.private / "student_output.log"
-        self.log = self.log_path.open("wb")
-        self.proc: subprocess.Popen | None = None
-        self.replies: int | None = None
-        self.workdir = WORK_MOUNT if sandbox.namespaces_work() else str(staged)
-
-    def start(self) -> None:
-        read_fd, write_fd = os.pipe()
-        argv = [sys.executable, "-I", "-c", CHILD_SOURCE, str(write_fd), self.workdir]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.workdir, "OMP_NUM_THREADS": "1",
-               "HF_HUB_OFFLINE": "1", "LANG": "C.UTF-8", "HW8_FAST": "1", "TMPDIR": "/tmp"}
-        if sandbox.is_root() and not sandbox.namespaces_work():
-            give_to_sandbox(self.staged, self.uid)
-        cpu = max(10, int(self.budget.left()) + 10)
-        self.proc = subprocess.Popen(
-            sandbox.wrap(argv, self.hide, self.keep, self.uid, workdir=(self.staged, WORK_MOUNT)),
-            stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(write_fd,),
-            cwd=self.staged if not sandbox.namespaces_work() else "/", env=env, start_new_session=True,
-            preexec_fn=lambda: sandbox.limits(cpu, MEMORY_LIMIT, OUTPUT_LIMIT))
-        os.close(write_fd)
-        self.replies = read_fd
-        ready, problem = self._read_reply(STARTUP_TIMEOUT, "starting Python and torch")
-        if ready is None:
-            raise RuntimeError(f"the grading sandbox did not start: {problem}\n{self.log_since(0)}")
-
-    def call(self, request: dict, timeout: float) -> tuple[dict | None, str]:
-        """(reply, "") or (None, why there is no usable reply). Never raises for anything the child does."""
-        timeout = min(timeout, self.budget.left())
-        if timeout <= 0:
-            return None, self.budget.spent_message()
-        if self.proc is None or self.proc.poll() is not None:
-            try:
-                self.start()
-            except RuntimeError as err:
-                self.stop()
-                return None, f"{str(err)[:1000]} (a grader problem, not your code's: tell the course staff)"
-        try:
-            self.proc.stdin.write(encode(request))
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None, self._ended()
-        return self._read_reply(timeout)
-
-    def _read_reply(self, timeout: float, doing: str = "") -> tuple[dict | None, str]:
-        deadline = time.monotonic() + timeout
-        buf = bytearray()
-        sel = selectors.DefaultSelector()
-        sel.register(self.replies, selectors.EVENT_READ)
-        try:
-            while True:
-                need = 8 if len(buf) < 8 else 8 + struct.unpack(">Q", bytes(buf[:8]))[0]
-                if len(buf) >= 8 and need - 8 > MAX_MESSAGE:
-                    self.stop()
-                    return None, f"the reply is larger than {MAX_MESSAGE >> 20} MiB"
-                if len(buf) >= need and len(buf) >= 8:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    self.stop()
-                    why = doing or "an infinite loop, or far too slow"
-                    return None, f"timed out after {timeout:.0f} s ({why})"
-                chunk = os.read(self.replies, 1 << 20)
-                if not chunk:
-                    return None, self._ended()
-                buf += chunk
-        finally:
-            sel.close()
-        try:
-            reply = decode(bytes(buf[8:need]))
-        except Exception as err:  # noqa: BLE001 - any malformed reply is the submission's fault
-            self.stop()
-            return None, f"the submission's process sent an unreadable reply ({type(err).__name__})"
-        if not isinstance(reply, dict) or "ok" not in reply:
-            self.stop()
-            return None, "the submission's process sent a reply without a result"
-        return reply, ""
-
-    def _ended(self) -> str:
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.stop()
-        why = {-9: " (killed: a resource limit or the grader)", -24: " (CPU time limit)", -25: " (file size limit)"}
-        return (f"the submission's process ended before answering (exit status {code}{why.get(code, '')}); "
-                "no result counts as 0")
-
-    def log_offset(self) -> int:
-        self.log.flush()
-        return self.log_path.stat().st_size
-
-    def log_since(self, offset: int) -> str:
-        with self.log_path.open("rb") as f:
-            f.seek(max(offset, self.log_path.stat().st_size - 4 * LOG_TAIL))
-            data = f.read()
-        text = data.decode("utf-8", errors="replace")
-        return text if len(text) <= LOG_TAIL else "...(cut)...\n" + text[-LOG_TAIL:]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            self.proc.wait()
-            self.proc = None
-        if self.replies is not None:
-            os.close(self.replies)
-            self.replies = None
-        sandbox.kill_sandbox_processes(self.uid)
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-        shutil.rmtree(self.private, ignore_errors=True)
-
-
-class Budget:
-    """Wall-clock seconds one submission may use across all its checks (its CPU time is capped to the same)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.started = seconds, time.monotonic()
-
-    def left(self) -> float:
-        return self.seconds - (time.monotonic() - self.started)
-
-    def spent_message(self) -> str:
-        return f"not run: the submission used up its {self.seconds:.0f} s grading time on earlier checks"
-
-
-def give_to_sandbox(path: Path, uid: int) -> None:
-    """chown a folder tree to the sandbox user (only where no namespace copies it into the sandbox's tmpfs)."""
-    for p in [path, *path.rglob("*")]:
-        os.lchown(p, uid, uid)
-
-
 def load_cases(path: Path) -> list[Case | FileCase]:
     """The CASES list of a cases file (trusted instructor code)."""
     spec = importlib.util.spec_from_file_location(f"hw8_cases_{abs(hash(str(path)))}", path)
@@ -221,81 +62,6 @@ def load_cases(path: Path) -> list[Case | FileCase]:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return list(module.CASES)
-
-
-def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.NotebookNode, cells: tuple[str, ...] = (),
-                   preamble: str = "") -> list[str]:
-    """The code a notebook check runs, in the instructor's cell order: the student's solution cells (matched by
-    grade_id, first occurrence) and the instructor's locked set-up cells. Test cells and plain cells are left out,
-    so edited or deleted test cells change nothing; IPython magics are dropped.
-    cells: run only these solution cells, after `preamble` (trusted set-up code) instead of the locked cells."""
-    student_cells: dict[str, str] = {}
-    for cell in student.cells:
-        grade_id = cell_grade_id(cell)
-        if cell.cell_type == "code" and grade_id and grade_id not in student_cells:
-            student_cells[grade_id] = cell.source
-    code = [preamble] if preamble else []
-    for cell in instructor.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type != "code":
-            continue
-        if meta.get("solution") and (not cells or meta["grade_id"] in cells):
-            source = student_cells.get(meta["grade_id"],
-                                       f"raise NotImplementedError('cell {meta['grade_id']} is missing')")
-        elif meta.get("locked") and not meta.get("grade") and not cells:
-            source = cell.source
-        else:
-            continue
-        code.append("\n".join(line for line in source.split("\n") if not line.lstrip().startswith(("%", "!"))))
-    return code
-
-
-class Reference:
-    """The instructor's modules and notebooks, imported in this (trusted) process."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder.resolve()
-        self.cache: dict = {}
-        self.tmp = sandbox.private_folder("hw8-reference-")
-
-    def module(self, name: str, cells: tuple[str, ...] = (), preamble: str = ""):
-        key = f"{name}[{','.join(cells)}]" if cells else name
-        if key not in self.cache:
-            if str(self.folder) not in sys.path:
-                sys.path.insert(0, str(self.folder))
-            if name.endswith(".ipynb"):
-                nb = nbformat.read(self.folder / name, as_version=4)
-                cells_path = self.tmp / f"{key}.cells.json"
-                cells_path.write_text(json.dumps(notebook_cells(nb, nb, cells, preamble)))
-                self.cache[key] = load_notebook_module(str(cells_path), f"reference_{name[:-6]}")
-            else:
-                self.cache[key] = importlib.import_module(name)
-        return self.cache[key]
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def build_request(case: Case, reference: Reference) -> dict:
-    """Inputs drawn in the parent from the case's seed (and the instructor object's weights when asked)."""
-    g = torch.Generator().manual_seed(case.seed)
-    request = {"target": f"{case.module_key}:{case.attr}", "seed": case.seed, "args": [], "kwargs": {},
-               "init": None, "method": None, "attrs": [], "call": case.call}
-    request.update(case.inputs(g) if case.inputs is not None else {})
-    if case.state_from_reference and request.get("init") is not None:
-        torch.manual_seed(case.seed)
-        obj = getattr(reference.module(case.module), case.attr)
-        instance = obj(*request["init"].get("args", []), **request["init"].get("kwargs", {}))
-        request["init"] = {**request["init"], "state": {k: v.clone() for k, v in instance.state_dict().items()}}
-    return request
-
-
-def expected_output(case: Case, request: dict, reference: Reference):
-    from grading.sandbox_child import invoke
-
-    if case.reference is not None:
-        return case.reference(request), {}
-    return invoke(reference.module(case.module, case.cells, case.preamble), request)
 
 
 def stage_submission(cases: list, submission: Path, reference: Reference, staged: Path, modules: list[str],
@@ -372,6 +138,17 @@ def run_cases(cases: list, submission: Path, reference_dir: Path, modules: list[
         reference.close()
         shutil.rmtree(staged, ignore_errors=True)
     return results
+
+
+def run_course(course: Course, submission: Path, *, hide: list[Path], reference_dir: Path | None = None,
+               uid: int = sandbox.SANDBOX_UID, cases: list | None = None) -> list[TestResult]:
+    """Grade one submission folder with the course's checks, modules, notebooks, support files and time limits (the
+    one call both graders make). reference_dir: the instructor's code (default: the course's root); cases: the
+    course's cases file unless given; this interpreter's own installation stays visible to the sandbox."""
+    return run_cases(load_cases(course.cases_path) if cases is None else cases, submission,
+                     course.root if reference_dir is None else reference_dir, course.student_modules,
+                     course.notebooks, course.case_timeout, hide=hide, keep=[Path(sys.prefix), Path(sys.base_prefix)],
+                     support=course.check_support, uid=uid, budget=course.submission_timeout)
 
 
 def load_modules(cases: list, child: Child, missing: dict[str, str], timeout: float) -> dict[str, str]:
@@ -455,10 +232,8 @@ def gradescope(root: Path) -> dict:
             results_path.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(results_path.parent, 0o755)
         extra = [Path(p) for p in os.environ.get("HW8_SANDBOX_EXTRA_HIDE", "").split(os.pathsep) if p]
-        results = run_cases(load_cases(course.cases_path), submission, source / "reference", course.student_modules,
-                            course.notebooks, course.case_timeout, hide=[source, root / "results", *extra],
-                            keep=[Path(sys.prefix), Path(sys.base_prefix)], support=course.check_support,
-                            budget=course.submission_timeout)
+        results = run_course(course, submission, hide=[source, root / "results", *extra],
+                             reference_dir=source / "reference")
         refused = special_entries(root / "submission")
         output = (f"{sandbox.describe()}\ngraded in {time.monotonic() - started:.1f} s"
                   + (f"\nrefused (not regular files): {', '.join(refused)}" if refused else ""))

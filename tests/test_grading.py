@@ -157,6 +157,17 @@ def test_mini_release_is_the_allow_list_with_stubs(mini):
         assert sorted(n.removeprefix("mini/") for n in zf.namelist()) == files
 
 
+def test_a_check_with_an_unknown_input_key_is_refused_by_name():
+    from grading.checks import Case, randn
+    from grading.reference import build_request
+
+    good = Case("ok", 1, "mini_ops:softmax", lambda g: {"args": [randn(g, 2, 3)], "kwargs": {}})
+    assert build_request(good, None)["args"][0].shape == (2, 3)
+    typo = Case("typo", 1, "mini_ops:softmax", lambda g: {"args": [randn(g, 2, 3)], "kwarg": {"dim": 0}})
+    with pytest.raises(ValueError, match=r"check 'typo': unknown input key\(s\) \['kwarg'\]"):
+        build_request(typo, None)
+
+
 def test_a_misspelt_course_key_is_refused_by_name(tmp):
     text = (MINI / "course.toml").read_text().replace("case_timeout = ", "case_timout = ")
     (tmp / "course.toml").write_text(f'root = "{MINI}"\n' + text)

@@ -19,7 +19,7 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 
 from grading.course import load_course  # noqa: E402
-from grading.harness import load_cases, run_cases  # noqa: E402
+from grading.harness import load_cases, run_course  # noqa: E402
 from grading.points import POINTS_BEGIN, Points, points_table, update_all  # noqa: E402
 from homework.parts import PARTS, part_of_cell  # noqa: E402
 
@@ -111,7 +111,6 @@ def test_one_edited_and_one_added_check_change_every_copy_together(tmp_path):
     cases = load_cases(cases_file)
     empty = tmp_path / "empty"
     empty.mkdir()
-    results = run_cases(cases, empty, REPO, COURSE.student_modules, COURSE.notebooks, 10, hide=[],
-                        keep=[Path(sys.prefix), Path(sys.base_prefix)], support=COURSE.check_support, budget=60)
+    results = run_course(COURSE, empty, hide=[], cases=cases)
     assert sum(r.max_score for r in results) == sum(c.points for c in before.cases) + 3
     assert sum(r.score for r in results) == 0
