@@ -13,6 +13,7 @@ Reply:   {"ok": True, "value": output, "attrs": {...}}  or  {"ok": False, "error
 The parent uses `invoke` from this file too, to compute references with the instructor's code.
 """
 
+import contextlib
 import importlib
 import io
 import json
@@ -54,18 +55,30 @@ def read_exact(stream, n: int) -> bytes:
     return b"".join(chunks)
 
 
+class _Discard(io.TextIOBase):
+    """A text stream that keeps nothing."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 def load_notebook_module(path: str, name: str) -> types.ModuleType:
-    """Execute the code cells listed in a JSON file (see harness.notebook_cells) as one module, like a notebook run
-    top to bottom: an error in one cell is printed to stderr and the next cell still runs."""
+    """Execute the code cells listed in a JSON file (see reference.notebook_cells) as one module, like a notebook run
+    top to bottom: an error in one cell is printed to stderr and the next cell still runs. What the cells print is
+    discarded: it is not graded, and a print must not fail a cell (e.g. once the process's output limit is reached)."""
     module = types.ModuleType(name)
     module.__file__ = path
     with open(path) as f:
         cells = json.load(f)
     for i, source in enumerate(cells):
         try:
-            exec(compile(source, f"{name} cell {i}", "exec"), module.__dict__)
+            with contextlib.redirect_stdout(_Discard()):
+                exec(compile(source, f"{name} cell {i}", "exec"), module.__dict__)
         except Exception:  # noqa: BLE001 - a failing cell must not stop the others
-            traceback.print_exc()
+            try:
+                traceback.print_exc()
+            except OSError:                                  # stderr past the output limit: nothing to report to
+                pass
     return module
 
 

@@ -157,6 +157,27 @@ def test_mini_release_is_the_allow_list_with_stubs(mini):
         assert sorted(n.removeprefix("mini/") for n in zf.namelist()) == files
 
 
+def test_a_notebook_cell_that_prints_is_graded_even_when_output_fails(tmp, monkeypatch):
+    """What solution cells print is not graded: a print that fails (the process past its output limit, as a
+    resource-hogging submission makes it) must not stop the cell before it defines what the checks read."""
+    import io
+    import json as json_
+
+    from grading.sandbox_child import load_notebook_module
+
+    class Full(io.TextIOBase):
+        def write(self, text):
+            raise OSError(27, "File too large")
+
+    cells = tmp / "Nb.ipynb.cells.json"
+    cells.write_text(json_.dumps(["print('sums:', [1, 1])\nSUM_AXIS = 1", "raise ValueError('a broken cell')",
+                                  "AFTER = SUM_AXIS + 1"]))
+    monkeypatch.setattr(sys, "stdout", Full())
+    monkeypatch.setattr(sys, "stderr", Full())
+    module = load_notebook_module(str(cells), "Nb")
+    assert module.SUM_AXIS == 1 and module.AFTER == 2
+
+
 def test_a_check_with_an_unknown_input_key_is_refused_by_name():
     from grading.checks import Case, randn
     from grading.reference import build_request
@@ -438,9 +459,9 @@ def test_real_release_leaks_nothing_and_carries_only_the_allow_list(real):
     files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
     assert {*course.notebooks, "kernel_attention.py", "README.md", "Makefile", "homework/submission.py",
             "tests/test_kernel_attention.py", "requirements.txt"} <= files
-    shipped_tools = {f for f in course.release_files if f.startswith("grading/")}   # make run / pdf / submission
-    assert {"homework/submission.py", "homework/notebooks.py", "homework/parts.py"} <= shipped_tools
-    assert not any(f.startswith("grading/") and f not in shipped_tools for f in files)
+    assert {"homework/submission.py", "homework/notebooks.py", "homework/parts.py", "homework/run_notebooks.py",
+            "homework/preflight.py", "homework/pdf.py"} <= files                 # make run / pdf / submission
+    assert not any(f.startswith("grading/") for f in files)                       # grading/ is the instructor's
     assert not any("hidden" in f or f.startswith(("tests/fixtures", "tests/broken")) for f in files)
     assert "tests/test_grading.py" not in files
     for nb in course.notebooks:

@@ -450,8 +450,8 @@ def test_both_routes_give_every_submission_its_expected_score(hw8):
     assert set(hw8["rows"]) == set(EXPECTED)
     for name, (score, message) in EXPECTED.items():
         gs, row = hw8["gradescope"][name], hw8["rows"][name]
-        explain = (name, [(t["name"], t["output"][:200]) for t in gs["tests"] if t["score"] < t["max_score"]],
-                   row["messages"][:2000])
+        explain = (name, sorted(_failed(gs["tests"])), [(t["name"], t["output"][:200]) for t in gs["tests"]
+                                                            if t["score"] < t["max_score"]], row["messages"][:2000])
         assert gs["score"] == score, explain
         assert float(row["total"]) == score and float(row["max"]) == FULL, explain
         assert sum(t["max_score"] for t in gs["tests"]) == FULL
