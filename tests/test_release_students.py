@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -82,7 +83,8 @@ def pdf_images(path: Path) -> int:
 
 
 def make(home: Path, target: str, timeout: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HW8_FAST": "1", "HF_HUB_OFFLINE": "1"}
+    # one torch thread each: the two students run side by side on the CI's two cores
+    env = {**os.environ, "HW8_FAST": "1", "HF_HUB_OFFLINE": "1", "HW8_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(["make", "-C", str(home), target, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -93,16 +95,30 @@ def release(tmp_path_factory):
     return release_dir
 
 
-@pytest.fixture(scope="module", params=["model", "partial"])
-def student(request, release, tmp_path_factory):
-    """One student's home after `make run`, `make pdf` and `make submission` (with the staff's --allow-fast)."""
-    home = make_student(release, tmp_path_factory.mktemp(request.param) / "hw8", keep_optional=request.param == "model")
+def live_a_student(home: Path, kind: str) -> dict:
+    """`make run`, `make pdf` and `make submission` (then the staff's --allow-fast) in one student's home."""
     run = make(home, "run", 1500)
     pdf = make(home, "pdf", 900)
     refused = make(home, "submission", 300)
     accepted = subprocess.run([str(VENV / "bin" / "python"), "homework/submission.py", "--allow-fast"], cwd=home,
                               capture_output=True, text=True, timeout=300)
-    return {"kind": request.param, "home": home, "run": run, "pdf": pdf, "refused": refused, "accepted": accepted}
+    return {"kind": kind, "home": home, "run": run, "pdf": pdf, "refused": refused, "accepted": accepted}
+
+
+@pytest.fixture(scope="module")
+def students(release, tmp_path_factory):
+    """Both students, at the same time (each command is a subprocess; one thread each)."""
+    homes = {kind: make_student(release, tmp_path_factory.mktemp(kind) / "hw8", keep_optional=kind == "model")
+             for kind in ("model", "partial")}
+    with ThreadPoolExecutor(max_workers=len(homes)) as pool:
+        futures = {kind: pool.submit(live_a_student, home, kind) for kind, home in homes.items()}
+        return {kind: future.result() for kind, future in futures.items()}
+
+
+@pytest.fixture(scope="module", params=["model", "partial"])
+def student(request, students):
+    """One student's home after `make run`, `make pdf` and `make submission` (with the staff's --allow-fast)."""
+    return students[request.param]
 
 
 def test_make_run_reaches_the_end_of_every_notebook(student):
