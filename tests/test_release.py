@@ -115,6 +115,16 @@ def test_released_1a_leaves_the_sums_to_the_student(release):
     assert "A = attention_weights(Q, K)" in cells["q1a_code"] and "raise NotImplementedError" in cells["q1a_code"]
 
 
+def test_the_student_tools_know_the_course_as_course_toml_states_it():
+    """homework/ ships without grading/course.toml, so it names the notebooks, modules and checkpoint itself: they
+    must be the course file's."""
+    from homework import parts, submission
+
+    assert list(parts.NOTEBOOKS) == COURSE.notebooks
+    assert submission.MODULES == COURSE.student_modules
+    assert str(submission.CHECKPOINT) == COURSE.checkpoint
+
+
 def test_strip_instructor_only_regions_in_code_docstrings_and_markdown():
     text = "\n".join([
         "def f():",
