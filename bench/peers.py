@@ -51,8 +51,9 @@ PEERS = {"performer-pytorch": performer_pytorch_builds}
 def unavailable() -> dict[str, str]:
     """{peer: why it is not timed in this run} for the peers that do not import."""
     why = {}
-    if _import("performer_pytorch")[0] is None:
-        why["performer-pytorch"] = _import("performer_pytorch")[1]
+    module, problem = _import("performer_pytorch")
+    if module is None:
+        why["performer-pytorch"] = problem
     importable = _import("fast_transformers.attention")[0] is not None
     why["fast-transformers"] = ("it imports here, but bench/peers.py has no fast-transformers variant yet" if importable
                                 else FAST_TRANSFORMERS_WHY)

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from homework.parts import PARTS, cell_grade_id, optional_parts  # noqa: E402
+from homework.parts import NOTEBOOKS, PARTS, cell_grade_id, optional_parts, part_of_cell  # noqa: E402
 
 GRADE_ID = "points"                      # each notebook's generated points cell
 AFTER = "intro"                          # the cell it follows (else the first cell)
@@ -57,11 +57,11 @@ class Points:
             from grading.harness import load_cases
             cases = load_cases(load_course(root / "grading" / "course.toml").cases_path)
         written = {p.name: 0.0 for p in PARTS}
-        for notebook in {p.notebook for p in PARTS}:
+        for notebook in NOTEBOOKS:
             for cell in nbformat.read(root / notebook, as_version=4).cells:
                 meta = _grade(cell)
                 if meta.get("grade") and meta.get("solution") and cell.cell_type == "markdown":
-                    written[next(p.name for p in PARTS if meta["grade_id"] in p.cells)] += meta["points"]
+                    written[part_of_cell(meta["grade_id"]).name] += meta["points"]
         return cls(list(cases), written)
 
     def code(self, part: str) -> float:
@@ -174,7 +174,7 @@ def update_all(root: Path = REPO, write: bool = True, cases=None) -> list[str]:
     """Every copy under `root` that differs from its home (rewritten when `write`)."""
     points = Points.load(root, cases)
     stale = []
-    for notebook in dict.fromkeys(p.notebook for p in PARTS):
+    for notebook in NOTEBOOKS:
         stale += update_notebook(root / notebook, points, write)
     for readme in READMES:
         stale += update_readme(root / readme, points, write)
