@@ -2,7 +2,7 @@
 
 Every notebook runs to its end even when cells fail (nbclient, allow_errors): the outputs are kept, and each failing
 cell is recorded with its part of the homework (homework/parts.py, by the cell's nbgrader grade_id) and the function
-that raised (the innermost frame of the traceback). A failure in an optional part (1(c), 1(g), 3(b)) is reported as
+that raised (the innermost frame of the traceback). A failure in an optional part (homework/parts.py) is reported as
 skipped; a failure in any other cell (one without a grade_id included) is a required failure, and `make run` exits
 non-zero after its summary. The executed notebook records `metadata.hw8 = {"fast": bool, "failed_cells": [...]}`.
 

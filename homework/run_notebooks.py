@@ -12,7 +12,7 @@ the other notebooks still run, and the exit status is 1. `--no-preflight` skips 
 Summarization.ipynb among its notebooks makes none.
 
 Cells keep running after a failure; the summary at the end lists every failed cell with its part of the homework and
-the function that raised. A failure in an optional part (1(c), 1(g), 3(b)) is reported as skipped; the exit status
+the function that raised. A failure in an optional part (homework/parts.py) is reported as skipped; the exit status
 is non-zero only if a required part failed (or a notebook was not run). Execution lives in homework/notebooks.py.
 
     python homework/run_notebooks.py [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]

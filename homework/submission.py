@@ -4,7 +4,7 @@ The zip holds the notebooks (run, with outputs), your edited modules and the tra
 as in this folder. It is refused (nothing written) when grading would be impossible or the work is not the full
 run: a missing or invalid file, a notebook that was never run or was run in fast mode (HW8_FAST=1), a required part
 that still raises NotImplementedError (a notebook cell of a required part, or a function of kernel_attention.py),
-or no trained checkpoint. Optional parts left undone (1(c), 1(g), 3(b); homework/parts.py) are listed, not refused.
+or no trained checkpoint. Optional parts left undone (homework/parts.py says which) are listed, not refused.
 
     python homework/submission.py [--root .] [--out build/submission/hw8_submission.zip]
     python homework/submission.py --allow-fast   # course staff's end-to-end tests only: accept fast-mode notebooks
