@@ -5,14 +5,19 @@ SUBMISSIONS holds one folder (or one .zip, as written by `make submission`) per 
      written answers (matched by grade id), the release's own test and set-up cells, the student's extra cells and
      outputs (bounded). Edited, deleted or duplicated test cells and changed metadata or cell ids therefore cost
      nothing but themselves, and each change is reported. Only regular files are read (grading/submitted.py).
-  2. The trusted checks of the cases file (grading/harness.py) run for every student in JOBS worker processes, each
-     student in its own sandbox (own uid, own tmpfs folder, no network, CPU/memory/output limits). They decide every
-     autograded point: module functions, notebook functions and the checkpoint's validation loss, exactly as on
-     Gradescope. Nothing is retrained and no notebook is executed.
-  3. `nbgrader autograde` records the rebuilt notebooks in the gradebook without executing them
-     (grading/nbgrader_config.py); the trusted scores are then written into the gradebook's grade cells, and each
-     test cell of the graded notebook shows its checks' verdicts instead of its (hidden) test code.
-  4. `nbgrader generate_feedback` writes per-student HTML, next to trusted_checks.html (every check, messages, total).
+  2. The students are split into JOBS shards, one worker process each. A worker grades its students one after another
+     with the trusted checks of the cases file (grading/harness.py), each student in its own sandbox (own uid, own
+     tmpfs folder, no network, CPU/memory/output limits). They decide every autograded point: module functions,
+     notebook functions and the checkpoint's validation loss, exactly as on Gradescope. Nothing is retrained and no
+     notebook is executed.
+  3. The same worker runs `nbgrader autograde` on its shard's students only (the others excluded) against a copy of
+     the gradebook of its own, which records the rebuilt notebooks without executing them
+     (grading/nbgrader_config.py); the trusted scores are written into that gradebook's grade cells, and each test
+     cell of the graded notebook shows its checks' verdicts instead of its (hidden) test code. Then
+     `nbgrader generate_feedback` writes its students' HTML, next to trusted_checks.html (every check, messages,
+     total). nbgrader's bookkeeping thus runs JOBS at a time instead of one student after another.
+  4. The shards' gradebooks are merged into the course's gradebook.db (every row nbgrader adds for a student has a
+     unique id), so formgrader sees every student as if one nbgrader process had graded them all.
 Results: build/autograde/scores.csv (one row per student), feedback/<id>/, and a summary on stdout.
 
     python grading/autograde.py SUBMISSIONS [--course grading/course.toml] [--out build/autograde] [--jobs 2]
@@ -27,6 +32,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -244,8 +250,8 @@ def check_cell_points(course: Course, course_dir: Path, cases: list) -> None:
 # ------------------------------------------------------------------------------------------------- the gradebook
 
 
-def record_in_gradebook(course: Course, course_dir: Path, result: StudentResult) -> None:
-    """Write the trusted scores into the gradebook (each test cell: the sum of its checks) and put each check's
+def record_in_gradebook(course: Course, course_dir: Path, gradebook: Path, result: StudentResult) -> None:
+    """Write the trusted scores into `gradebook` (each test cell: the sum of its checks) and put each check's
     verdict, in place of the test code, into the graded notebook that feedback is made from."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -255,7 +261,7 @@ def record_in_gradebook(course: Course, course_dir: Path, result: StudentResult)
             by_cell.setdefault(t.nbgrader_cell, []).append(t)
     graded_dir = course_dir / "autograded" / result.student / course.assignment_id
     released_dir = course_dir / "release" / course.assignment_id
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
         for rel in course.notebooks:
             name = Path(rel).stem
             source = gb.find_notebook(name, course.assignment_id)
@@ -323,8 +329,74 @@ def write_csv(path: Path, results: list[StudentResult]) -> None:
                              f"{r.manual_max:g}", f"{r.seconds:.1f}", " | ".join(r.messages)])
 
 
+# Tables to which `nbgrader autograde` adds a student's rows (each row's id is a fresh uuid, a student's is its id);
+# the others (course, assignment, notebooks, cells) are written once by generate_assignment before the shards copy it.
+STUDENT_TABLES = ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")
+
+
+def merge_gradebooks(gradebook: Path, shards: list[Path]) -> None:
+    """Add every student row of the shards' gradebooks (copies of `gradebook` made before autograde) to `gradebook`."""
+    with sqlite3.connect(gradebook) as db:
+        for shard in shards:
+            db.execute("ATTACH DATABASE ? AS shard", (str(shard),))
+            for table in STUDENT_TABLES:
+                db.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM shard.{table}")
+            db.commit()
+            db.execute("DETACH DATABASE shard")
+    db.close()
+
+
+def shards_of(students: list[str], jobs: int) -> list[list[str]]:
+    """`students` in min(jobs, len) contiguous shards whose sizes differ by at most one."""
+    count = min(jobs, len(students))
+    size, extra = divmod(len(students), count)
+    bounds = [k * size + min(k, extra) for k in range(count + 1)]
+    return [students[bounds[k]:bounds[k + 1]] for k in range(count)]
+
+
+def grade_shard(course_file: str, course_dir: str, shard: int, students: dict[str, list[str]], everyone: list[str],
+                feedback_dir: str, hide: list[str], first_uid: int, threads: int
+                ) -> tuple[list[StudentResult], dict[str, float], str]:
+    """One worker process: the trusted checks of `students` ({id: staging messages}), then nbgrader autograde and
+    generate_feedback on them alone with a gradebook of the shard's own (gradebook.shard<k>.db). Returns the
+    results, the seconds of each phase and nbgrader's log."""
+    course, root = load_course(course_file), Path(course_dir)
+    settings, aid = root / "grading_settings.json", course.assignment_id
+    phases, clock = {}, time.monotonic()
+    results = []
+    for i, (sid, messages) in enumerate(students.items()):
+        result = StudentResult(sid, messages=list(messages))
+        result.trusted, result.seconds = grade_student(course_file, str(root / "submitted" / sid / aid), hide,
+                                                       first_uid + i, threads)
+        result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
+        results.append(result)
+    phases["trusted checks"], clock = time.monotonic() - clock, time.monotonic()
+    gradebook = root / f"gradebook.shard{shard}.db"
+    shutil.copy2(root / "gradebook.db", gradebook)
+    only_these = [f"--db=sqlite:///{gradebook}",
+                  "--CourseDirectory.student_id_exclude=" + ",".join(s for s in everyone if s not in students)]
+    recorded = run_nbgrader(root, settings, ["autograde", aid, "--force", *only_these],
+                            timeout=120 + 10 * len(students))
+    phases["nbgrader autograde"], clock = time.monotonic() - clock, time.monotonic()
+    for result in results:
+        try:
+            record_in_gradebook(course, root, gradebook, result)
+        except Exception as err:  # noqa: BLE001 - nbgrader could not record this student: the CSV still has it
+            result.messages.append(f"not recorded in the nbgrader gradebook ({type(err).__name__}: {err})")
+    phases["gradebook"], clock = time.monotonic() - clock, time.monotonic()
+    feedback = run_nbgrader(root, settings, ["generate_feedback", aid, "--force", *only_these],
+                            timeout=60 + 30 * len(students))
+    phases["nbgrader generate_feedback"] = time.monotonic() - clock
+    for result in results:
+        if feedback.returncode != 0:
+            result.messages.append("nbgrader feedback HTML could not be generated (see trusted_checks.html)")
+        write_feedback(course, root, Path(feedback_dir) / result.student, result)
+    return results, phases, recorded.stdout + recorded.stderr
+
+
 def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> list[StudentResult]:
-    """Grade every entry of `submissions`; returns the results (also written to out/scores.csv)."""
+    """Grade every entry of `submissions` in min(jobs, count) worker processes; returns the results (also written to
+    out/scores.csv)."""
     entries = sorted(p for p in submissions.iterdir() if (p.is_dir() or p.suffix == ".zip") and not p.is_symlink())
     if not entries:
         raise FileNotFoundError(f"{submissions} holds no submission folders or zips")
@@ -345,50 +417,46 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{gen.stdout[-3000:]}")
     print(sandbox.describe(), flush=True)
     released = course_dir / "release" / course.assignment_id
-    results: dict[str, StudentResult] = {}
+    staged: dict[str, list[str]] = {}
     scratch = sandbox.private_folder("hw8-unzip-")
     try:
         for entry in entries:
             sid = student_id(entry)
-            results[sid] = StudentResult(sid)
-            results[sid].messages = stage(course, entry, course_dir / "submitted" / sid / course.assignment_id,
-                                          scratch, released)
+            staged[sid] = stage(course, entry, course_dir / "submitted" / sid / course.assignment_id, scratch,
+                                released)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     phases["staging (notebooks rebuilt)"], clock = time.monotonic() - clock, time.monotonic()
     hide = [str(p) for p in (course.root, out, course_dir, submissions.resolve())]
+    everyone, shards = list(staged), shards_of(list(staged), jobs)
+    threads = max(1, (os.cpu_count() or 1) // len(shards))        # torch threads per worker: the cores shared out
     context = multiprocessing.get_context("spawn")     # a fresh interpreter per worker: no forked torch threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {sid: pool.submit(grade_student, str(course.path), str(course_dir / "submitted" / sid /
-                                                                          course.assignment_id),
-                                    hide, sandbox.SANDBOX_UID + 1 + i, max(1, (os.cpu_count() or 1) // jobs))
-                   for i, sid in enumerate(results)}
-        recorded = run_nbgrader(course_dir, settings, ["autograde", course.assignment_id, "--force"],
-                                timeout=120 + 10 * len(results))
-        phases["nbgrader autograde (recording, beside the checks)"] = time.monotonic() - clock
-        for sid, future in futures.items():
-            results[sid].trusted, results[sid].seconds = future.result()
-    phases[f"trusted checks ({jobs} jobs, until the last)"], clock = time.monotonic() - clock, time.monotonic()
-    (out / "autograde.log").write_text(recorded.stdout + recorded.stderr)
-    for result in results.values():
-        result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
-        try:
-            record_in_gradebook(course, course_dir, result)
-        except Exception as err:  # noqa: BLE001 - nbgrader could not record this student: the CSV still has it
-            result.messages.append(f"not recorded in the nbgrader gradebook ({type(err).__name__}: {err})")
-    phases["gradebook"], clock = time.monotonic() - clock, time.monotonic()
-    feedback = run_nbgrader(course_dir, settings, ["generate_feedback", course.assignment_id, "--force"],
-                            timeout=60 + 30 * len(results))
-    phases["nbgrader generate_feedback"] = time.monotonic() - clock
-    for result in results.values():
-        if feedback.returncode != 0:
-            result.messages.append("nbgrader feedback HTML could not be generated (see trusted_checks.html)")
-        write_feedback(course, course_dir, out / "feedback" / result.student, result)
+    results, logs, shard_phases = {}, [], []
+    with ProcessPoolExecutor(max_workers=len(shards), mp_context=context) as pool:
+        futures = [pool.submit(grade_shard, str(course.path), str(course_dir), k, {s: staged[s] for s in shard},
+                               everyone, str(out / "feedback"), hide,
+                               sandbox.SANDBOX_UID + 1 + everyone.index(shard[0]), threads)
+                   for k, shard in enumerate(shards)]
+        for future in futures:
+            graded, timing, log = future.result()
+            results.update((r.student, r) for r in graded)
+            shard_phases.append(timing)
+            logs.append(log)
+    phases[f"{len(shards)} shards (checks, nbgrader autograde, gradebook, feedback), until the last"] = \
+        time.monotonic() - clock
+    for name in shard_phases[0]:
+        phases[f"{name} (sum over shards)"] = sum(timing[name] for timing in shard_phases)
+    clock = time.monotonic()
+    merge_gradebooks(course_dir / "gradebook.db", [course_dir / f"gradebook.shard{k}.db" for k in range(len(shards))])
+    phases["gradebook merge"] = time.monotonic() - clock
+    (out / "autograde.log").write_text("\n".join(logs))
+    for sid in everyone:
+        result = results[sid]
         print(f"{result.student}: {result.total:g} / {result.max_total:g} ({result.seconds:.1f} s)"
               + "".join(f"\n    {m}" for m in result.messages), flush=True)
-    write_csv(out / "scores.csv", list(results.values()))
+    write_csv(out / "scores.csv", [results[sid] for sid in everyone])
     print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
-    return list(results.values())
+    return [results[sid] for sid in everyone]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -340,6 +340,48 @@ def test_autograde_nbgrader_grades_the_whole_corpus(graded):
         assert (out / "feedback" / name / "Mini.html").is_file() or name == "corrupt_json"
 
 
+def test_autograde_gradebook_holds_every_student_of_every_shard(graded):
+    """The corpus is graded in 2 shards, each with a gradebook of its own; the merged gradebook.db (formgrader's) has
+    every student, and each grade cell's auto score is the sum of its checks' scores in scores.csv."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from grading.harness import load_cases
+    out = graded["autograde_out"]
+    assert "2 shards" in graded["autograde_log"], graded["autograde_log"][-2000:]
+    cell_of = {c.name: c.nbgrader_cell for c in load_cases(MINI / "grading_cases.py")
+               if getattr(c, "nbgrader_cell", None)}
+    assert len(set(cell_of.values())) >= 2
+    with (out / "scores.csv").open() as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    recorded = 0
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
+        students = {s.id for s in gb.students}
+        assert students <= set(rows)
+        for name, row in rows.items():
+            expected: dict[str, float] = {}
+            for check, cell in cell_of.items():
+                expected[cell] = expected.get(cell, 0.0) + float(row[check])
+            try:
+                if name not in students:
+                    raise MissingEntry()
+                notebook = gb.find_submission_notebook("Mini", "mini", name)
+            except MissingEntry:
+                assert "Mini.ipynb" in row["messages"], (name, row["messages"])   # not submitted or unreadable
+                continue
+            assert {g.name: g.auto_score for g in notebook.grades if g.name in expected} == expected, name
+            recorded += 1
+    assert recorded >= len(rows) - 2
+
+
+def test_shards_split_students_evenly_in_order():
+    from grading.autograde import shards_of
+    students = [f"s{i}" for i in range(11)]
+    for jobs in (1, 2, 3, 4, 11, 16):
+        shards = shards_of(students, jobs)
+        assert [s for shard in shards for s in shard] == students
+        assert len(shards) == min(jobs, 11) and max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
 def test_gradescope_harness_grades_the_whole_corpus(graded):
     with zipfile.ZipFile(graded["bundle"]) as zf:
         names = set(zf.namelist())
