@@ -1,9 +1,16 @@
-"""Grading throughput: `make autograde` on COPIES solved submissions with JOBS = 1 and 2, and one Gradescope run.
+"""Grading throughput: `make autograde` on COPIES solved submissions with JOBS = 1 and 2, one Gradescope run, and
+the projection for a class (--class-size students on --cores cores with JOBS = cores).
 
 The model student is the one of tests/test_grading_hw8.py (release + instructor solutions + a fast-mode checkpoint;
 grading runs with HW8_FAST=1). Prints per-submission seconds and writes build/bench/grading_throughput.json.
 
-    python bench/grading_throughput.py [--copies 6] [--jobs 1 2]
+Projection, from the JOBS = 1 run's phases (grading/autograde.py writes them to phases.json): the serial phases
+(generate_assignment once, staging per student, the gradebook merge) plus one shard of class-size / cores students
+whose checks, nbgrader autograde, gradebook and feedback cost what they cost a student in the JOBS = 1 run. nbgrader's
+start-up (paid once per call and shard) is spread over COPIES students there, over more in a class: an upper bound,
+for cores as fast as these and no other load.
+
+    python bench/grading_throughput.py [--copies 8] [--jobs 1 2] [--class-size 500] [--cores 16]
 """
 
 from __future__ import annotations
@@ -31,10 +38,30 @@ def _grading_tests():
     return module
 
 
+def project(phases: dict[str, float], copies: int, class_size: int, cores: int) -> dict:
+    """Wall-clock seconds for class_size students with JOBS = cores, from a JOBS = 1 run's phases on `copies`."""
+    per_student = {name.removesuffix(" (sum over shards)"): sec / copies for name, sec in phases.items()
+                   if name.endswith(" (sum over shards)")}
+    per_student["staging"] = phases["staging (notebooks rebuilt)"] / copies
+    shard = -(-class_size // cores)                                    # students in the largest shard
+    serial = phases["nbgrader generate_assignment"] + class_size * per_student["staging"] \
+        + phases["gradebook merge"] * class_size / copies
+    parallel = shard * sum(v for k, v in per_student.items() if k != "staging")
+    total = serial + parallel
+    text = (f"projection, {class_size} students on {cores} cores, JOBS={cores}: {total / 60:.1f} min = serial "
+            f"{serial:.0f} s (generate_assignment, staging {per_student['staging']:.2f} s a student, merge) + "
+            f"{shard} students a shard x {parallel / shard:.2f} s ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in per_student.items() if k != "staging") + ")")
+    return {"class_size": class_size, "cores": cores, "per_student_s": per_student, "serial_s": serial,
+            "parallel_s": parallel, "total_s": total, "text": text}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--class-size", type=int, default=500)
+    parser.add_argument("--cores", type=int, default=16)
     args = parser.parse_args(argv)
     os.environ["HW8_FAST"] = "1"
     from grading.course import load_course
@@ -58,16 +85,21 @@ def main(argv: list[str] | None = None) -> int:
                                    str(course_file), "--out", str(base / f"out{jobs}"), "--jobs", str(jobs)],
                                   capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             wall = time.monotonic() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"autograde failed with JOBS={jobs}:\n{done.stdout[-3000:]}")
             checks = [float(s) for s in re.findall(r"\(([\d.]+) s\)", done.stdout)]
-            phases = re.search(r"^phases: (.*)$", done.stdout, re.M)
+            phases = json.loads((base / f"out{jobs}" / "phases.json").read_text())["seconds"]
             report["autograde"][jobs] = {"wall_s": wall, "per_submission_s": wall / args.copies,
                                          "trusted_checks_s_mean": sum(checks) / max(1, len(checks)),
-                                         "returncode": done.returncode,
-                                         "phases": phases.group(1) if phases else done.stdout[-2000:]}
+                                         "phases_s": phases}
             mean = report["autograde"][jobs]["trusted_checks_s_mean"]
             print(f"make autograde JOBS={jobs}: {args.copies} solved submissions in {wall:.1f} s "
                   f"({wall / args.copies:.1f} s each; trusted checks {mean:.1f} s a student)\n    "
-                  + report["autograde"][jobs]["phases"], flush=True)
+                  + ", ".join(f"{name} {sec:.1f} s" for name, sec in phases.items()), flush=True)
+        if 1 in args.jobs:
+            report["projection"] = project(report["autograde"][1]["phases_s"], args.copies, args.class_size,
+                                           args.cores)
+            print(report["projection"]["text"], flush=True)
         bundle = build_bundle(course, base / "gradescope")
         started = time.monotonic()
         result = t.gradescope_run(bundle, base / "gs", model, 61182 + 500)

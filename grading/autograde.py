@@ -18,7 +18,8 @@ SUBMISSIONS holds one folder (or one .zip, as written by `make submission`) per 
      total). nbgrader's bookkeeping thus runs JOBS at a time instead of one student after another.
   4. The shards' gradebooks are merged into the course's gradebook.db (every row nbgrader adds for a student has a
      unique id), so formgrader sees every student as if one nbgrader process had graded them all.
-Results: build/autograde/scores.csv (one row per student), feedback/<id>/, and a summary on stdout.
+Results: build/autograde/scores.csv (one row per student), feedback/<id>/, phases.json (seconds of each phase) and a
+summary on stdout.
 
     python grading/autograde.py SUBMISSIONS [--course grading/course.toml] [--out build/autograde] [--jobs 2]
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import html
+import json
 import multiprocessing
 import os
 import re
@@ -442,8 +444,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
             results.update((r.student, r) for r in graded)
             shard_phases.append(timing)
             logs.append(log)
-    phases[f"{len(shards)} shards (checks, nbgrader autograde, gradebook, feedback), until the last"] = \
-        time.monotonic() - clock
+    phases[f"{len(shards)} shards in parallel (until the last)"] = time.monotonic() - clock
     for name in shard_phases[0]:
         phases[f"{name} (sum over shards)"] = sum(timing[name] for timing in shard_phases)
     clock = time.monotonic()
@@ -455,6 +456,8 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
         print(f"{result.student}: {result.total:g} / {result.max_total:g} ({result.seconds:.1f} s)"
               + "".join(f"\n    {m}" for m in result.messages), flush=True)
     write_csv(out / "scores.csv", [results[sid] for sid in everyone])
+    (out / "phases.json").write_text(json.dumps({"students": len(everyone), "shards": len(shards), "seconds": phases},
+                                                indent=1))
     print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
     return [results[sid] for sid in everyone]
 
