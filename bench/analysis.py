@@ -216,13 +216,20 @@ def peer_targets(rows: list[dict], n: int = TARGET_N, n_min: int = 1024) -> list
     return out
 
 
+def faults(row: dict) -> str:
+    """The row's minor page faults per call, or '–' for rows measured before they were recorded."""
+    return f"{row['minor_faults']:.0f}" if row.get("minor_faults") is not None else "–"
+
+
 def peer_lines(rows: list[dict], sizes: list[int], unavailable: dict[str, str]) -> list[str]:
     """Markdown: ours beside the fastest peer per N (forward and forward + backward), the ratio columns, and the
     peers that were not timed with the reason."""
-    lines = ["**ours vs the fastest peer library (bench/peers.py); times in ms, memory in MiB; × = peer / ours**", ""]
+    lines = ["**ours vs the fastest peer library (bench/peers.py); times in ms, memory in MiB; × = peer / ours; "
+             "faults: minor page faults per timed call (median; a fresh page costs time that no arithmetic explains)**",
+             ""]
     for mode in ("forward", "backward"):
         lines += [f"*{mode}*", "", "| N | pair | ours | fastest peer | peer ms | × time | ours MiB | peer MiB "
-                  "| × memory |", "|---:|---|---:|---|---:|---:|---:|---:|---:|"]
+                  "| × memory | faults ours | faults peer |", "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for n in sizes:
             for ours, suffix in PEER_PAIRS:
                 mine, peer = find(rows, ours, mode, n), fastest_peer(rows, suffix, mode, n)
@@ -231,7 +238,8 @@ def peer_lines(rows: list[dict], sizes: list[int], unavailable: dict[str, str]) 
                 lines.append(f"| {n} | {suffix.split('_', 1)[1]} | {num(1e3 * mine['median_s'])} | {peer['variant']} "
                              f"| {num(1e3 * peer['median_s'])} | {peer['median_s'] / mine['median_s']:.2f} "
                              f"| {num(mib(mine['peak_bytes']))} | {num(mib(peer['peak_bytes']))} "
-                             f"| {peer['peak_bytes'] / max(mine['peak_bytes'], 1):.2f} |")
+                             f"| {peer['peak_bytes'] / max(mine['peak_bytes'], 1):.2f} "
+                             f"| {faults(mine)} | {faults(peer)} |")
         lines.append("")
     lines += [f"- {peer}: not timed: {why}" for peer, why in unavailable.items()]
     return lines

@@ -32,6 +32,7 @@ import argparse
 import importlib.util
 import json
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make 
 
 import kernel_attention as ka  # noqa: E402
 import kernel_attention_fused as ka_fused  # noqa: E402  (instructor-only; registers PerformerAttention(fast=True))
-from bench import flops, peers  # noqa: E402
+from bench import flops, measure, peers  # noqa: E402
 from bench.analysis import check_targets, crossover, markdown_tables, peer_lines, peer_targets  # noqa: E402
 from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
 
@@ -290,18 +291,22 @@ def bench_size(n: int, variants: list[Variant], history: dict, args, device) -> 
     peaks = {key: peak_extra_memory(call, device) for key, call in calls.items()}   # also the warm-up call
     probe()
     times = {key: [] for key in [*calls, MATMUL]}
+    faults = {key: [] for key in times}
     order = [*calls, MATMUL]
     rng = random.Random(args.seed + n)
     for _ in range(args.reps):
         rng.shuffle(order)
         for key in order:
+            before = measure.minor_faults()
             times[key].append(time_call(probe if key == MATMUL else calls[key], device))
+            faults[key].append(measure.minor_faults() - before)
     matmul = summarize(times.pop(MATMUL))
     matmul["flops_per_s"] = flops.matmul(args.matmul_size) / matmul["median_s"]
     by_name = {v.name: v for v in variants}
     rows = []
     for (name, mode), ts in times.items():
-        row = {"variant": name, "mode": mode, "n": n, **summarize(ts), "peak_bytes": peaks[(name, mode)]}
+        row = {"variant": name, "mode": mode, "n": n, **summarize(ts), "peak_bytes": peaks[(name, mode)],
+               "minor_faults": statistics.median(faults[(name, mode)])}
         count = by_name[name].flops
         if mode == "forward" and count is not None:
             row["flops"] = count(n)
@@ -372,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         variants = [v for v in variants if any(part in v.name for part in args.only)]
     info = machine_info(device)
-    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} with "
-          f"{info['torch_threads']} threads, device {device}, load average {info['load_average_1_5_15']}")
+    print(f"machine: {info['cpu']} ({info['cpu_capability']}), {info['logical_cpus']} logical CPUs, "
+          f"torch {info['torch']} with {info['torch_threads']} threads, device {device}, "
+          f"load average {info['load_average_1_5_15']}")
     started = time.perf_counter()
     rows, skipped, matmul, history = [], [], {}, {}
     for n in args.sizes:

@@ -1,4 +1,9 @@
-"""Measuring one call: wall time, peak extra memory, the machine's matmul throughput, and a description of the machine.
+"""Measuring one call: wall time, page faults, peak extra memory, the machine's matmul throughput, and a description of
+the machine.
+
+Page faults: the process's minor faults (getrusage) during the timed call, all its threads included. A call that
+allocates fresh large buffers faults in every page of them (glibc hands blocks above its mmap threshold back to the
+kernel when they are freed), which costs time that its arithmetic does not explain.
 
 Peak memory on CPU: torch.profiler with profile_memory=True records every allocation and free made through torch's
 CPU allocator; the running sum of those events, maximised over the call, is the op's peak *extra* memory (bytes
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import time
 from typing import Callable
@@ -32,6 +38,11 @@ def time_call(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (all threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def peak_extra_memory(fn: Callable[[], object], device: torch.device) -> int:
@@ -88,6 +99,7 @@ def machine_info(device: torch.device) -> dict:
     """What ran the benchmark: CPU/GPU, cores, torch threads, versions, load average."""
     info = {
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512: kernels and rounding differ
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

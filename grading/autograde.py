@@ -448,7 +448,10 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     for name in shard_phases[0]:
         phases[f"{name} (sum over shards)"] = sum(timing[name] for timing in shard_phases)
     clock = time.monotonic()
-    merge_gradebooks(course_dir / "gradebook.db", [course_dir / f"gradebook.shard{k}.db" for k in range(len(shards))])
+    shard_gradebooks = [course_dir / f"gradebook.shard{k}.db" for k in range(len(shards))]
+    merge_gradebooks(course_dir / "gradebook.db", shard_gradebooks)
+    for path in shard_gradebooks:
+        path.unlink()
     phases["gradebook merge"] = time.monotonic() - clock
     (out / "autograde.log").write_text("\n".join(logs))
     for sid in everyone:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import kernel_attention as ka  # noqa: E402
 from bench import flops, peers  # noqa: E402
 from bench.analysis import crossover, memory_slope, peer_lines, peer_targets  # noqa: E402
-from bench.measure import peak_extra_memory  # noqa: E402
+from bench.measure import minor_faults, peak_extra_memory  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +51,7 @@ def test_bench_attention_tiny_run_writes_json_and_png(tmp_path):
     assert any(s["variant"] == "favor256_causal_reference" and s["mode"] == "backward" for s in report["skipped"])
     for r in report["results"]:
         assert len(r["times_s"]) == 2 and r["min_s"] <= r["median_s"] <= r["max_s"]
-        assert r["peak_bytes"] > 0
+        assert r["peak_bytes"] > 0 and r["minor_faults"] >= 0
         if r["mode"] == "forward":
             assert r["flops"] > 0 and r["fraction_of_matmul"] > 0
     assert {t["met"] for t in report["targets"]} <= {None, True, False}
@@ -77,6 +77,17 @@ def test_peak_extra_memory_sees_torch_cpu_allocations():
 
     peak = peak_extra_memory(two_buffers, torch.device("cpu"))
     assert 8 * 2**20 <= peak < 9 * 2**20
+
+
+def test_minor_faults_count_the_pages_of_a_fresh_buffer_not_of_a_reused_one():
+    n = 16 << 20                                                      # 64 MiB of float32: glibc maps it afresh
+    before = minor_faults()
+    buffer = torch.empty(n).fill_(1.0)
+    fresh = minor_faults() - before
+    before = minor_faults()
+    buffer.fill_(2.0)
+    reused = minor_faults() - before
+    assert fresh >= 32 and reused < fresh / 4                         # 2 MiB huge pages at least; 4 KiB: ~16k
 
 
 @pytest.mark.parametrize("n, m, chunk", [(256, 32, 64), (200, 16, 64), (128, 64, 32)])
@@ -129,6 +140,7 @@ def test_peer_targets_and_table_compare_ours_with_the_fastest_peer():
     assert all(t["value"] is None for t in peer_targets([r for r in rows if not r["variant"].startswith("peer_")]))
     lines = peer_lines(rows, [1024, 8192], {"fast-transformers": "no CUDA"})
     assert "| 8192 | linear | 8.19 | peer_b256_linear | 20.5 | 2.50 |" in "\n".join(lines)
+    assert all(line.endswith("| – | – |") for line in lines if line.startswith("| 8192 |"))   # no faults recorded
     assert lines[-1] == "- fast-transformers: not timed: no CUDA"
 
 
