@@ -40,6 +40,7 @@ import time
 import uuid
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,14 +339,13 @@ STUDENT_TABLES = ("student", "submitted_assignment", "submitted_notebook", "grad
 
 def merge_gradebooks(gradebook: Path, shards: list[Path]) -> None:
     """Add every student row of the shards' gradebooks (copies of `gradebook` made before autograde) to `gradebook`."""
-    with sqlite3.connect(gradebook) as db:
+    with closing(sqlite3.connect(gradebook)) as db:
         for shard in shards:
             db.execute("ATTACH DATABASE ? AS shard", (str(shard),))
             for table in STUDENT_TABLES:
                 db.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM shard.{table}")
             db.commit()
             db.execute("DETACH DATABASE shard")
-    db.close()
 
 
 def shards_of(students: list[str], jobs: int) -> list[list[str]]:

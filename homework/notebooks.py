@@ -424,11 +424,12 @@ def execute(source: Path, destination: Path, fast: bool, timeout: int | None = N
 
 
 def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int | None,
-                      force: bool = False) -> nbformat.NotebookNode:
+                      force: bool = False, same_mode: bool = False) -> nbformat.NotebookNode:
     """The executed copy of `source`: reused from executed_dir when fresh (see `reusable`), else executed now
-    (strictly: a failing cell raises). Candidates: `executed_candidates`."""
+    (strictly: a failing cell raises). Candidates: `executed_candidates`; same_mode: only a run of the mode asked for
+    (a full run does not stand in for a fast one)."""
     candidates = executed_candidates(source, executed_dir, fast)
-    for candidate in candidates:
+    for candidate in candidates[:1] if same_mode else candidates:
         if not force and reusable(candidate, source, fast):
             print(f"reusing {candidate}", flush=True)
             sign(candidate)     # this user's own run (it may predate signing)

@@ -72,7 +72,7 @@ def test_answers_carry_the_key_results(notebook):
 def test_notebook_executes_headless():
     # Executed strictly (a failing cell raises CellExecutionError), or the fresh copy that an earlier test of this
     # session executed the same way (the front-end tests run first) is reused.
-    notebook = executed_notebook(NOTEBOOK, EXECUTED.parent, fast=True, timeout=300)
+    notebook = executed_notebook(NOTEBOOK, EXECUTED.parent, fast=True, same_mode=True, timeout=300)
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

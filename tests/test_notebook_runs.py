@@ -259,3 +259,22 @@ def test_submission_refuses_a_missing_checkpoint_unless_staff_take_the_fast_one(
 def test_submission_refuses_an_invalid_notebook(home, capsys):
     (home / "Summarization.ipynb").write_text(json.dumps({"nbformat": 4}))
     assert "Summarization.ipynb is not a valid notebook" in refused(home, capsys)
+
+
+def test_a_full_run_stands_in_for_a_fast_one_unless_the_same_mode_is_asked(tmp_path, monkeypatch):
+    from homework import notebooks
+    source = tmp_path / "One.ipynb"
+    code = nbformat.v4.new_code_cell("1 + 1", execution_count=1)
+    nbformat.write(nbformat.v4.new_notebook(cells=[code]), source)
+    executed_dir = tmp_path / "build"
+    executed_dir.mkdir()
+    full = nbformat.v4.new_notebook(cells=[code], metadata={"hw8": {"fast": False}})
+    nbformat.write(full, executed_dir / "One.ipynb")                     # a fresh full run, written after the source
+    os.utime(executed_dir / "One.ipynb", (source.stat().st_mtime + 10,) * 2)
+    ran = []
+    monkeypatch.setattr(notebooks, "execute", lambda src, dest, fast, timeout: ran.append(dest) or full)
+    monkeypatch.setattr(notebooks, "sign", lambda path: None)
+    notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10)
+    assert ran == []                                                      # reused the full copy
+    notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10, same_mode=True)
+    assert ran == [executed_dir / "One.fast.ipynb"]                      # executed in fast mode instead

@@ -51,7 +51,7 @@ def executed_notebook():
     """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
     metadata hw8.fast = True (homework/pdf.py reuses it for a fast PDF and refuses it for a full one). Executed
     strictly (a failing cell raises), or the fresh copy that the front-end tests executed the same way is reused."""
-    return executed_or_reused(NOTEBOOK, EXECUTED.parent, fast=True, timeout=600)
+    return executed_or_reused(NOTEBOOK, EXECUTED.parent, fast=True, same_mode=True, timeout=600)
 
 
 def chromium_or_skip() -> str:
