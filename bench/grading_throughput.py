@@ -5,8 +5,8 @@ The model student is the one of tests/test_grading_hw8.py (release + instructor 
 grading runs with HW8_FAST=1). Prints per-submission seconds and writes build/bench/grading_throughput.json.
 
 Projection, from the JOBS = 1 run's phases (grading/autograde.py writes them to phases.json): the serial phases
-(generate_assignment once, staging per student, the gradebook merge) plus one shard of class-size / cores students
-whose checks, nbgrader autograde, gradebook and feedback cost what they cost a student in the JOBS = 1 run. nbgrader's
+(generate_assignment once, the gradebook merge) plus one shard of class-size / cores students
+whose staging and checks, nbgrader autograde, gradebook and feedback cost what they cost a student in the JOBS = 1 run. nbgrader's
 start-up (paid once per call and shard) is spread over COPIES students there, over more in a class: an upper bound,
 for cores as fast as these and no other load.
 
@@ -40,18 +40,15 @@ def _grading_tests():
 
 def project(phases: dict[str, float], copies: int, class_size: int, cores: int) -> dict:
     """Wall-clock seconds for class_size students with JOBS = cores, from a JOBS = 1 run's phases on `copies`."""
-    per_student = {name.removesuffix(" (sum over shards)"): sec / copies for name, sec in phases.items()
-                   if name.endswith(" (sum over shards)")}
-    per_student["staging"] = phases["staging (notebooks rebuilt)"] / copies
+    per_student = {name.removesuffix(" (sum over workers)"): sec / copies for name, sec in phases.items()
+                   if name.endswith(" (sum over workers)")}                # staging is part of "trusted checks"
     shard = -(-class_size // cores)                                    # students in the largest shard
-    serial = phases["nbgrader generate_assignment"] + class_size * per_student["staging"] \
-        + phases["gradebook merge"] * class_size / copies
-    parallel = shard * sum(v for k, v in per_student.items() if k != "staging")
+    serial = phases["nbgrader generate_assignment"] + phases["gradebook merge"] * class_size / copies
+    parallel = shard * sum(per_student.values())
     total = serial + parallel
     text = (f"projection, {class_size} students on {cores} cores, JOBS={cores}: {total / 60:.1f} min = serial "
-            f"{serial:.0f} s (generate_assignment, staging {per_student['staging']:.2f} s a student, merge) + "
-            f"{shard} students a shard x {parallel / shard:.2f} s ("
-            + ", ".join(f"{k} {v:.2f}" for k, v in per_student.items() if k != "staging") + ")")
+            f"{serial:.0f} s (generate_assignment, merge) + {shard} students a shard x {parallel / shard:.2f} s ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in per_student.items()) + ")")
     return {"class_size": class_size, "cores": cores, "per_student_s": per_student, "serial_s": serial,
             "parallel_s": parallel, "total_s": total, "text": text}
 

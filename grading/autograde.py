@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import html
 import json
 import multiprocessing
@@ -35,13 +36,14 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -51,12 +53,13 @@ import nbformat
 
 from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
-from grading.harness import TestResult, load_cases, read_notebook_bytes, run_course
+from grading.harness import TestResult, load_cases, run_course
 from grading.nbgrader_course import make_course_dir, run_nbgrader
-from grading.submitted import Refused, copy_regular, find_root, read_regular, special_entries
+from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries
 from homework.parts import cell_grade_id
 
 MAX_UNZIPPED = 2 * 2**30
+MAX_MEMBERS = 10_000
 MAX_CELL_OUTPUT = 2 * 2**20       # bytes of outputs kept per cell (plots included) ...
 MAX_NOTEBOOK_OUTPUT = 20 * 2**20  # ... and per notebook
 MAX_TEXT_OUTPUT = 20_000          # characters kept of one text output
@@ -89,12 +92,16 @@ def student_id(path: Path) -> str:
 
 
 def safe_unzip(zip_path: Path, dest: Path) -> None:
-    """Extract a student's zip without letting a member escape dest or exceed MAX_UNZIPPED in total; members are
-    written as regular files (a symbolic link stored in the zip becomes a small file holding its target)."""
+    """Extract a student's zip without letting a member escape dest or exceed MAX_UNZIPPED in total (zipfile never
+    inflates a member past its declared size); members are written as regular files (a symbolic link stored in the
+    zip becomes a small file holding its target). Any problem raises (the caller reports it to the student)."""
     with zipfile.ZipFile(zip_path) as zf:
-        if sum(i.file_size for i in zf.infolist()) > MAX_UNZIPPED:
+        members = zf.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise ValueError(f"{zip_path.name} has {len(members)} members, more than {MAX_MEMBERS}")
+        if sum(i.file_size for i in members) > MAX_UNZIPPED:
             raise ValueError(f"{zip_path.name} unpacks to more than {MAX_UNZIPPED >> 30} GiB")
-        for info in zf.infolist():
+        for info in members:
             target = (dest / info.filename).resolve()
             if not target.is_relative_to(dest.resolve()):
                 raise ValueError(f"{zip_path.name}: member {info.filename!r} points outside the submission")
@@ -137,6 +144,10 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
     anchor = None
     for cell in student.cells:
         grade_id = cell_grade_id(cell)
+        if grade_id in released_ids and cell.cell_type != released_ids[grade_id].cell_type:
+            messages.append(f"{stem}: a {cell.cell_type} cell carries the grade id {grade_id} of a "
+                            f"{released_ids[grade_id].cell_type} cell: it was kept as an extra cell, not graded")
+            grade_id = None                           # as the trusted checks see it: only a cell of the same type
         if grade_id in released_ids:
             counts[grade_id] = counts.get(grade_id, 0) + 1
             if grade_id not in taken:
@@ -175,19 +186,17 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
 
 def stage(course: Course, entry: Path, submitted: Path, scratch: Path, released: Path) -> list[str]:
     """Copy one submission into nbgrader's submitted folder: regular files only, notebooks rebuilt from the release.
-    Returns the messages for the student."""
+    A zip upload (or a zip inside an uploaded folder that holds none of the expected files) is unpacked into
+    `scratch` first. Returns the messages for the student."""
     messages = []
     if entry.suffix == ".zip":
-        unpacked = scratch / student_id(entry)
-        unpacked.mkdir(parents=True)
-        try:
-            if entry.is_symlink() or not entry.is_file():
-                raise ValueError("it is not a regular file")
-            safe_unzip(entry, unpacked)
-        except (zipfile.BadZipFile, ValueError, OSError) as err:
-            messages.append(f"{entry.name} cannot be unpacked: {err}")
-        entry = unpacked
+        entry = unpack(entry, scratch / "upload", messages)
     root = find_root(entry, course.submission_files)
+    if not any(os.path.lexists(root / rel) for rel in course.submission_files):
+        inner = sorted(p for p in root.iterdir() if p.suffix == ".zip" and not p.is_symlink() and p.is_file())
+        if inner:
+            messages.append(f"{inner[0].name} (inside the upload) was unpacked and graded")
+            root = find_root(unpack(inner[0], scratch / "inner", messages), course.submission_files)
     submitted.mkdir(parents=True)
     refused = special_entries(root)
     if refused:
@@ -199,33 +208,61 @@ def stage(course: Course, entry: Path, submitted: Path, scratch: Path, released:
                 messages.append(f"{problem}: the checks that need it score 0")
             continue
         try:
-            student, problem = read_notebook_bytes(read_regular(root, rel), rel)
+            student, notes = read_notebook(root, rel)
         except (FileNotFoundError, Refused) as err:
-            student, problem = None, str(err)
-        if student is None:
-            messages.append(f"{problem}: its checks score 0")
+            messages.append(f"{err}: its checks score 0")
             continue
-        notebook, notes = rebuild_notebook(nbformat.read(released / rel, as_version=4), student, Path(rel).stem)
-        messages += notes
+        notebook, rebuilt = rebuild_notebook(nbformat.read(released / rel, as_version=4), student, Path(rel).stem)
+        messages += notes + rebuilt
         (submitted / rel).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, submitted / rel)
     return messages
 
 
+def unpack(zip_path: Path, dest: Path, messages: list[str]) -> Path:
+    """`dest` holding what safe_unzip could extract of zip_path; a problem becomes a message (never raised)."""
+    dest.mkdir(parents=True)
+    try:
+        if zip_path.is_symlink() or not zip_path.is_file():
+            raise ValueError("it is not a regular file")
+        safe_unzip(zip_path, dest)
+    except Exception as err:  # noqa: BLE001 - BadZipFile, unsupported methods or flags, encryption, sizes
+        messages.append(f"{zip_path.name} cannot be unpacked ({type(err).__name__}: {str(err)[:200]})")
+    return dest
+
+
 # ------------------------------------------------------------------------------------------------ trusted checks
 
 
-def grade_student(course_file: str, submitted: str, hide: list[str], uid: int, threads: int
-                  ) -> tuple[list[TestResult], float]:
-    """The trusted checks of one submission (runs in a worker process; `uid` is this student's sandbox user,
-    `threads` the torch threads of this worker's reference computations: the cores shared out among the jobs)."""
-    import torch
+def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str], uid: int) -> StudentResult:
+    """Stage one submission and run its trusted checks; never raises (KeyboardInterrupt aside): whatever goes wrong
+    (an exception of any kind, a native library's panic, memory) becomes this student's message and 0 for the checks
+    not run."""
+    result, started = StudentResult(sid), time.monotonic()
+    scratch = sandbox.private_folder("hw8-unzip-")
+    try:
+        released = root / "release" / course.assignment_id
+        submitted = root / "submitted" / sid / course.assignment_id
+        shutil.rmtree(submitted, ignore_errors=True)                 # what a worker that died may have left
+        result.messages += stage(course, entry, submitted, scratch, released)
+        result.trusted = run_course(course, submitted, hide=[Path(p) for p in hide], uid=uid)
+    except BaseException as err:  # noqa: BLE001 - e.g. pyo3's PanicException, MemoryError: this student's alone
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        result.messages.append(f"grading stopped by an error ({type(err).__name__}: {str(err)[:300]}): the checks "
+                               "not run score 0; tell the course staff")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.trusted = complete(result.trusted, load_cases(course.cases_path), "not run: grading stopped earlier")
+    result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
+    result.seconds = time.monotonic() - started
+    return result
 
-    torch.set_num_threads(threads)
-    course = load_course(course_file)
-    started = time.monotonic()
-    results = run_course(course, Path(submitted), hide=[Path(p) for p in hide], uid=uid)
-    return results, time.monotonic() - started
+
+def complete(trusted: list[TestResult], cases: list, why: str) -> list[TestResult]:
+    """`trusted` with a 0-point row for every check of `cases` it lacks, in the cases' order."""
+    have = {t.name: t for t in trusted}
+    return [have.get(c.name) or TestResult(c.name, 0.0, c.points, why, c.nbgrader_cell) for c in cases]
 
 
 def check_cell_points(course: Course, course_dir: Path, cases: list) -> None:
@@ -298,7 +335,7 @@ def record_in_gradebook(course: Course, course_dir: Path, gradebook: Path, resul
 def write_feedback(course: Course, course_dir: Path, dest: Path, result: StudentResult) -> None:
     """Copy nbgrader's feedback HTML and add trusted_checks.html (checks, messages, total)."""
     src = course_dir / "feedback" / result.student / course.assignment_id
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     for page in sorted(src.rglob("*.html")) if src.is_dir() else []:
         (dest / page.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(page, dest / page.relative_to(src))
@@ -356,54 +393,138 @@ def shards_of(students: list[str], jobs: int) -> list[list[str]]:
     return [students[bounds[k]:bounds[k + 1]] for k in range(count)]
 
 
-def grade_shard(course_file: str, course_dir: str, shard: int, students: dict[str, list[str]], everyone: list[str],
-                feedback_dir: str, hide: list[str], first_uid: int, threads: int
-                ) -> tuple[list[StudentResult], dict[str, float], str]:
-    """One worker process: the trusted checks of `students` ({id: staging messages}), then nbgrader autograde and
-    generate_feedback on them alone with a gradebook of the shard's own (gradebook.shard<k>.db). Returns the
-    results, the seconds of each phase and nbgrader's log."""
+def nbgrader_step(root: Path, course: Course, command: str, students: list[str], everyone: list[str],
+                  gradebook: Path, done: Callable[[str], bool], per_student: float) -> dict[str, str]:
+    """`nbgrader COMMAND` for `students` (the others excluded, through a settings file of their own: nothing on the
+    command line), then each student it left undone (`done`) alone again, so one notebook that breaks nbgrader
+    costs only its own student. Returns {student: why it is still undone}."""
+    settings = json.loads((root / "grading_settings.json").read_text())
+
+    def run(group: list[str]) -> subprocess.CompletedProcess:
+        mine = root / f"settings.{uuid.uuid4().hex}.json"
+        mine.write_text(json.dumps({**settings, "db_url": f"sqlite:///{gradebook}",
+                                    "student_id_exclude": [s for s in everyone if s not in group]}))
+        try:
+            return run_nbgrader(root, mine, [command, course.assignment_id, "--force"],
+                                timeout=60 + per_student * len(group))
+        finally:
+            mine.unlink(missing_ok=True)
+
+    first = run(students)
+    undone = {}
+    for sid in [s for s in students if not done(s)] if first.returncode != 0 else []:
+        alone = run([sid])
+        if not done(sid):
+            tail = (alone.stderr or alone.stdout).strip().splitlines()
+            undone[sid] = f"nbgrader {command} failed on this submission (exit {alone.returncode}: " \
+                f"{tail[-1][:300] if tail else 'no output'})"
+    return undone
+
+
+def grade_group(course_file: str, course_dir: str, tag: str, students: dict[str, str], everyone: list[str],
+                feedback_dir: str, hide: list[str], uids: dict[str, int], threads: int) -> None:
+    """One worker process: a shard of the students, or one student again after a worker died. For each student, the
+    staging and trusted checks (results/<id>.json, kept if an earlier worker wrote it), then nbgrader autograde and
+    generate_feedback on these students alone with a gradebook of their own (gradebook.<tag>.db), then the feedback
+    pages. Writes results/<tag>.done (with the seconds of each phase) once everything is written."""
+    import torch
+
+    _prefer_as_oom_victim(500)                     # the main process outlives a worker that runs out of memory
+    torch.set_num_threads(threads)
     course, root = load_course(course_file), Path(course_dir)
-    settings, aid = root / "grading_settings.json", course.assignment_id
     phases, clock = {}, time.monotonic()
-    results = []
-    for i, (sid, messages) in enumerate(students.items()):
-        result = StudentResult(sid, messages=list(messages))
-        result.trusted, result.seconds = grade_student(course_file, str(root / "submitted" / sid / aid), hide,
-                                                       first_uid + i, threads)
-        result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
-        results.append(result)
+    results = {}
+    for sid, entry in students.items():
+        path = root / "results" / f"{sid}.json"
+        if not path.exists():
+            write_atomically(path, json.dumps(asdict(grade_one(course, root, sid, Path(entry), hide, uids[sid]))))
+        results[sid] = read_result(path)
     phases["trusted checks"], clock = time.monotonic() - clock, time.monotonic()
-    gradebook = root / f"gradebook.shard{shard}.db"
+    gradebook = root / f"gradebook.{tag}.db"
     shutil.copy2(root / "gradebook.db", gradebook)
-    only_these = [f"--db=sqlite:///{gradebook}",
-                  "--CourseDirectory.student_id_exclude=" + ",".join(s for s in everyone if s not in students)]
-    recorded = run_nbgrader(root, settings, ["autograde", aid, "--force", *only_these],
-                            timeout=120 + 10 * len(students))
+    aid, ids = course.assignment_id, list(students)
+    graded = lambda sid: all((root / "autograded" / sid / aid / rel).is_file() for rel in course.notebooks  # noqa: E731
+                             if (root / "submitted" / sid / aid / rel).is_file())
+    for sid, why in nbgrader_step(root, course, "autograde", ids, everyone, gradebook, graded, 10).items():
+        results[sid].messages.append(f"not recorded in the nbgrader gradebook: {why}")
     phases["nbgrader autograde"], clock = time.monotonic() - clock, time.monotonic()
-    for result in results:
+    for result in results.values():
         try:
             record_in_gradebook(course, root, gradebook, result)
         except Exception as err:  # noqa: BLE001 - nbgrader could not record this student: the CSV still has it
             result.messages.append(f"not recorded in the nbgrader gradebook ({type(err).__name__}: {err})")
     phases["gradebook"], clock = time.monotonic() - clock, time.monotonic()
-    feedback = run_nbgrader(root, settings, ["generate_feedback", aid, "--force", *only_these],
-                            timeout=60 + 30 * len(students))
+    fed = lambda sid: not graded(sid) or any((root / "feedback" / sid / aid).glob("*.html"))  # noqa: E731
+    for sid, why in nbgrader_step(root, course, "generate_feedback", ids, everyone, gradebook, fed, 30).items():
+        results[sid].messages.append(f"nbgrader feedback HTML could not be generated (see trusted_checks.html): {why}")
     phases["nbgrader generate_feedback"] = time.monotonic() - clock
-    for result in results:
-        if feedback.returncode != 0:
-            result.messages.append("nbgrader feedback HTML could not be generated (see trusted_checks.html)")
-        write_feedback(course, root, Path(feedback_dir) / result.student, result)
-    return results, phases, recorded.stdout + recorded.stderr
+    for sid, result in results.items():
+        write_feedback(course, root, Path(feedback_dir) / sid, result)
+        write_atomically(root / "results" / f"{sid}.json", json.dumps(asdict(result)))
+    write_atomically(root / "results" / f"{tag}.done", json.dumps(phases))
+
+
+def _prefer_as_oom_victim(score: int) -> None:
+    """Raise this process's oom_score_adj (Linux), so the kernel's OOM killer takes it before the main process."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(score))
+    except OSError:
+        pass
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_result(path: Path) -> StudentResult:
+    data = json.loads(path.read_text())
+    return StudentResult(**{**data, "trusted": [TestResult(**t) for t in data["trusted"]]})
+
+
+def run_workers(jobs: int, work: list[tuple[str, dict[str, str]]], start: Callable[[str, dict[str, str]], object],
+                timeout: Callable[[int], float]) -> dict[str, str]:
+    """Run `start(tag, students)` processes, at most `jobs` at a time, each killed after timeout(len(students))
+    seconds. Returns {tag: why it ended without its done marker} for the ones that crashed (else nothing)."""
+    pending, running, failed = list(work), {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            tag, students = pending.pop(0)
+            proc = start(tag, students)
+            proc.start()
+            running[tag] = (proc, time.monotonic() + timeout(len(students)))
+        time.sleep(0.2)
+        for tag, (proc, deadline) in list(running.items()):
+            if proc.is_alive() and time.monotonic() < deadline:
+                continue
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            del running[tag]
+            if proc.exitcode != 0:
+                code = proc.exitcode
+                failed[tag] = ("killed after its time limit" if time.monotonic() >= deadline else
+                               "killed (out of memory?)" if code == -9 else f"exit status {code}")
+    return failed
 
 
 def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> list[StudentResult]:
     """Grade every entry of `submissions` in min(jobs, count) worker processes; returns the results (also written to
-    out/scores.csv)."""
+    out/scores.csv). A worker that dies (memory, a native crash, its time limit) costs nothing to its students but a
+    regrade, each alone in a process of its own; a student whose own process dies too gets a row of zeros naming why."""
     entries = sorted(p for p in submissions.iterdir() if (p.is_dir() or p.suffix == ".zip") and not p.is_symlink())
     if not entries:
         raise FileNotFoundError(f"{submissions} holds no submission folders or zips")
+    ids = [student_id(e) for e in entries]
+    twice = sorted({s for s in ids if ids.count(s) > 1})
+    if twice:
+        raise ValueError(f"two submissions have the same student id: {', '.join(twice)} (a folder and a zip?)")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "feedback", ignore_errors=True)          # no page of an earlier run survives
+    for old in ("scores.csv", "phases.json", "autograde.log"):          # no file of an earlier run looks new
+        (out / old).unlink(missing_ok=True)
+    shutil.rmtree(out / "feedback", ignore_errors=True)
     course_dir = out / "course"
     support = [r for r in course.release_files
                if (course.root / r).exists() and not any(r == h or r.startswith(h + "/") for h in course.hidden_paths)]
@@ -418,51 +539,62 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     if gen.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{gen.stdout[-3000:]}")
     print(sandbox.describe(), flush=True)
-    released = course_dir / "release" / course.assignment_id
-    staged: dict[str, list[str]] = {}
-    scratch = sandbox.private_folder("hw8-unzip-")
-    try:
-        for entry in entries:
-            sid = student_id(entry)
-            staged[sid] = stage(course, entry, course_dir / "submitted" / sid / course.assignment_id, scratch,
-                                released)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    phases["staging (notebooks rebuilt)"], clock = time.monotonic() - clock, time.monotonic()
     hide = [str(p) for p in (course.root, out, course_dir, submissions.resolve())]
-    everyone, shards = list(staged), shards_of(list(staged), jobs)
+    everyone = ids
+    entry_of = {sid: str(e) for sid, e in zip(ids, entries)}
+    uids = {sid: sandbox.SANDBOX_UID + 1 + k for k, sid in enumerate(everyone)}
+    shards = shards_of(everyone, jobs)
     threads = max(1, (os.cpu_count() or 1) // len(shards))        # torch threads per worker: the cores shared out
     context = multiprocessing.get_context("spawn")     # a fresh interpreter per worker: no forked torch threads
-    results, logs, shard_phases = {}, [], []
-    with ProcessPoolExecutor(max_workers=len(shards), mp_context=context) as pool:
-        futures = [pool.submit(grade_shard, str(course.path), str(course_dir), k, {s: staged[s] for s in shard},
-                               everyone, str(out / "feedback"), hide,
-                               sandbox.SANDBOX_UID + 1 + everyone.index(shard[0]), threads)
-                   for k, shard in enumerate(shards)]
-        for future in futures:
-            graded, timing, log = future.result()
-            results.update((r.student, r) for r in graded)
-            shard_phases.append(timing)
-            logs.append(log)
-    phases[f"{len(shards)} shards in parallel (until the last)"] = time.monotonic() - clock
-    for name in shard_phases[0]:
-        phases[f"{name} (sum over shards)"] = sum(timing[name] for timing in shard_phases)
+
+    def start(tag: str, students: dict[str, str]):
+        return context.Process(target=grade_group, args=(str(course.path), str(course_dir), tag, students, everyone,
+                                                         str(out / "feedback"), hide, uids, threads))
+
+    per_student = course.submission_timeout + 120                  # checks, then nbgrader's share
+    work = [(f"shard{k}", {s: entry_of[s] for s in shard}) for k, shard in enumerate(shards)]
+    crashed = run_workers(len(shards), work, start, lambda n: 300 + per_student * n)
+    again = [(f"alone{everyone.index(s)}", {s: entry_of[s]}) for tag, students in work if tag in crashed
+             for s in students]
+    crashed_alone = run_workers(len(shards), again, start, lambda n: 300 + per_student * n)
+    phases[f"{len(shards)} shards in parallel, {len(again)} students regraded alone (until the last)"] = \
+        time.monotonic() - clock
     clock = time.monotonic()
-    shard_gradebooks = [course_dir / f"gradebook.shard{k}.db" for k in range(len(shards))]
-    merge_gradebooks(course_dir / "gradebook.db", shard_gradebooks)
-    for path in shard_gradebooks:
+    finished = [tag for tag, _ in work + again if (course_dir / "results" / f"{tag}.done").is_file()]
+    merge_gradebooks(course_dir / "gradebook.db", [course_dir / f"gradebook.{tag}.db" for tag in finished])
+    for path in course_dir.glob("gradebook.*.db"):
         path.unlink()
     phases["gradebook merge"] = time.monotonic() - clock
-    (out / "autograde.log").write_text("\n".join(logs))
-    for sid in everyone:
-        result = results[sid]
+    worker_phases = [json.loads((course_dir / "results" / f"{tag}.done").read_text()) for tag in finished]
+    for name in worker_phases[0] if worker_phases else []:
+        phases[f"{name} (sum over workers)"] = sum(timing.get(name, 0.0) for timing in worker_phases)
+    results = []
+    for k, sid in enumerate(everyone):
+        path = course_dir / "results" / f"{sid}.json"
+        why = crashed_alone.get(f"alone{k}")
+        if path.is_file():
+            result = read_result(path)
+        else:
+            result = StudentResult(sid, complete([], cases, f"not graded: the grader's process for this submission "
+                                                            f"ended ({why})"))
+            result.messages.append(f"grading this submission ended the grader's process ({why}): every check scores "
+                                   "0; tell the course staff")
+        if why:
+            result.messages.append(f"not recorded in nbgrader, no feedback pages: the grader's process ended ({why})")
+            if not (out / "feedback" / sid).exists():
+                write_feedback(course, course_dir, out / "feedback" / sid, result)
+        results.append(result)
+    for result in results:
         print(f"{result.student}: {result.total:g} / {result.max_total:g} ({result.seconds:.1f} s)"
               + "".join(f"\n    {m}" for m in result.messages), flush=True)
-    write_csv(out / "scores.csv", [results[sid] for sid in everyone])
-    (out / "phases.json").write_text(json.dumps({"students": len(everyone), "shards": len(shards), "seconds": phases},
-                                                indent=1))
+    write_csv(out / "scores.csv", results)
+    (out / "phases.json").write_text(json.dumps({"students": len(everyone), "shards": len(shards),
+                                                 "regraded alone": len(again), "seconds": phases}, indent=1))
     print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
-    return [results[sid] for sid in everyone]
+    problems = {**{t: w for t, w in crashed.items()}, **crashed_alone}
+    print(f"summary: {len(results)} students, {sum(r.total == r.max_total for r in results)} with every check; "
+          f"workers that ended early: {problems or 'none'}", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,9 +610,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{submissions} is not a folder (make autograde SUBMISSIONS=folder)")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    out = Path(args.out) if args.out else course.build_dir / "autograde"
-    started = time.monotonic()
-    results = autograde(course, submissions, out.resolve(), jobs=args.jobs)
+    out = (Path(args.out) if args.out else course.build_dir / "autograde").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            parser.error(f"another autograde run is writing {out}: wait for it, or choose another folder "
+                         "(make autograde OUT=folder, --out folder)")
+        started = time.monotonic()
+        results = autograde(course, submissions, out, jobs=args.jobs)
     print(f"autograde: {len(results)} submissions in {time.monotonic() - started:.1f} s with {args.jobs} jobs; "
           f"scores in {out / 'scores.csv'}, feedback in {out / 'feedback'}")
     return 0

@@ -22,7 +22,6 @@ import shutil
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from grading.checks import Case, FileCase, compare_values
 from grading.child import Budget, Child
 from grading.course import Course, load_course
 from grading.reference import REFERENCE_LOCK, Reference, build_request, expected_output, notebook_cells
-from grading.submitted import Refused, check_regular, copy_regular, find_root, read_regular, special_entries
+from grading.submitted import Refused, check_regular, copy_regular, find_root, read_notebook, special_entries
 from homework.parts import cell_grade_id
 
 
@@ -88,7 +87,7 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         if case.module not in loaded:
             rel = by_name.get(case.module, case.module)
             try:
-                student, problem = read_notebook_bytes(read_regular(submission, rel), rel)
+                student, problem = read_notebook(submission, rel)[0], ""
             except (FileNotFoundError, Refused) as err:
                 student, problem = None, str(err)
             loaded[case.module] = (student, problem, nbformat.read(reference.folder / case.module, as_version=4))
@@ -96,7 +95,7 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         if student is None:
             missing[case.module_key] = problem
             continue
-        present = {cell_grade_id(c) for c in student.cells}
+        present = {cell_grade_id(c) for c in student.cells if c.cell_type == "code"}     # as nbgrader's route
         absent = [c for c in case.cells if c not in present]
         if absent:
             missing[case.module_key] = (f"{case.module} has no cell {', '.join(absent)} (deleted, or its nbgrader "
@@ -105,16 +104,6 @@ def stage_submission(cases: list, submission: Path, reference: Reference, staged
         (staged / f"{case.module_key}.cells.json").write_text(
             json.dumps(notebook_cells(instructor, student, case.cells, case.preamble)))
     return missing
-
-
-def read_notebook_bytes(data: bytes, rel: str) -> tuple[nbformat.NotebookNode | None, str]:
-    """(notebook, "") or (None, why it cannot be read)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")                 # duplicate cell ids are repaired silently
-            return nbformat.reads(data.decode("utf-8"), as_version=4), ""
-    except Exception as err:  # noqa: BLE001 - corrupt JSON, wrong schema, binary junk
-        return None, f"{Path(rel).name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
 
 
 def run_cases(cases: list, submission: Path, reference_dir: Path, modules: list[str], notebooks: list[str],

@@ -11,6 +11,15 @@ c.CourseDirectory.root = settings["course_dir"]
 c.CourseDirectory.course_id = "cs182_" + settings["assignment_id"]
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".git", "build"]
 c.CourseDirectory.max_file_size = 200_000  # kB; checkpoints are tens of MB
+# A grading worker's students and gradebook (grading/autograde.py) come from its own settings file, so no student id
+# or grader path appears on nbgrader's command line.
+if "student_id_exclude" in settings:
+    c.CourseDirectory.student_id_exclude = ",".join(settings["student_id_exclude"])
+if "db_url" in settings:
+    c.CourseDirectory.db_url = settings["db_url"]
+# Pages a TA (formgrader) or a student (feedback) opens never run a submission's script: nbconvert sanitises the
+# HTML of markdown cells and outputs (grading/submitted.py already drops HTML and JavaScript outputs).
+c.HTMLExporter.sanitize_html = True
 
 # Release: solution regions become stubs, hidden tests are removed, outputs are cleared.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
