@@ -53,10 +53,12 @@ points: $(STAMP)
 release: $(STAMP)
 	$(PY) grading/release.py
 
-# make autograde SUBMISSIONS=folder [JOBS=n]: n students graded at once (one sandbox each)
+# make autograde SUBMISSIONS=folder [JOBS=n] [OUT=folder]: n students graded at once (one sandbox each), results in
+# OUT (default build/autograde; two runs at once need two OUT folders)
 JOBS ?= 2
+OUT ?= build/autograde
 autograde: $(STAMP)
-	$(PY) grading/autograde.py $(SUBMISSIONS) --jobs $(JOBS)
+	$(PY) grading/autograde.py $(SUBMISSIONS) --jobs $(JOBS) --out $(OUT)
 
 gradescope: $(STAMP)
 	$(PY) grading/gradescope.py

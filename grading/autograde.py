@@ -55,7 +55,7 @@ from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
 from grading.harness import TestResult, load_cases, run_course
 from grading.nbgrader_course import make_course_dir, run_nbgrader
-from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries
+from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries, typed_nbgrader
 from homework.parts import cell_grade_id
 
 MAX_UNZIPPED = 2 * 2**30
@@ -91,10 +91,13 @@ def student_id(path: Path) -> str:
     return clean
 
 
-def safe_unzip(zip_path: Path, dest: Path) -> None:
+def safe_unzip(zip_path: Path, dest: Path) -> list[str]:
     """Extract a student's zip without letting a member escape dest or exceed MAX_UNZIPPED in total (zipfile never
     inflates a member past its declared size); members are written as regular files (a symbolic link stored in the
-    zip becomes a small file holding its target). Any problem raises (the caller reports it to the student)."""
+    zip becomes a small file holding its target). A member that cannot be extracted (a compression method or flag
+    Python refuses, a bad CRC) is skipped: returns the messages that name them. Raises when the zip as a whole is
+    unusable."""
+    skipped = []
     with zipfile.ZipFile(zip_path) as zf:
         members = zf.infolist()
         if len(members) > MAX_MEMBERS:
@@ -105,7 +108,13 @@ def safe_unzip(zip_path: Path, dest: Path) -> None:
             target = (dest / info.filename).resolve()
             if not target.is_relative_to(dest.resolve()):
                 raise ValueError(f"{zip_path.name}: member {info.filename!r} points outside the submission")
-        zf.extractall(dest)
+        for info in members:
+            try:
+                zf.extract(info, dest)
+            except Exception as err:  # noqa: BLE001 - NotImplementedError, RuntimeError (encrypted), BadZipFile
+                skipped.append(f"{zip_path.name}: {info.filename} could not be unpacked ({type(err).__name__}: "
+                               f"{str(err)[:200]}): it was left out")
+    return skipped
 
 
 # ---------------------------------------------------------------------------------------------- rebuilding notebooks
@@ -175,7 +184,7 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
                 rebuilt.source = mine.get("source", "")
             elif mine.get("source", "") != cell.source:
                 messages.append(f"{stem}:{grade_id} was edited: the release's cell was graded instead")
-            if mine.get("metadata", {}).get("nbgrader") != meta:
+            if mine.get("metadata", {}).get("nbgrader") != typed_nbgrader(meta):
                 messages.append(f"{stem}:{grade_id} had its nbgrader metadata changed: the release's was used")
             if cell.cell_type == "code":
                 rebuilt.outputs = [] if meta.get("grade") else _bounded(mine.get("outputs", []), budget)
@@ -225,7 +234,7 @@ def unpack(zip_path: Path, dest: Path, messages: list[str]) -> Path:
     try:
         if zip_path.is_symlink() or not zip_path.is_file():
             raise ValueError("it is not a regular file")
-        safe_unzip(zip_path, dest)
+        messages += safe_unzip(zip_path, dest)
     except Exception as err:  # noqa: BLE001 - BadZipFile, unsupported methods or flags, encryption, sizes
         messages.append(f"{zip_path.name} cannot be unpacked ({type(err).__name__}: {str(err)[:200]})")
     return dest

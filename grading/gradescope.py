@@ -126,9 +126,25 @@ def build_bundle(course: Course, out_dir: Path, requirements: Path = REPO_ROOT /
             shutil.copy2(src, reference / rel)
         else:
             raise FileNotFoundError(f"{src} is needed by the Gradescope harness but does not exist")
+    if "summarizer" in course.reference_support:
+        copy_course_tokenizers(reference / "build" / "tokenizer")
     zip_path = out_dir / "autograder.zip"
     write_zip(stage, zip_path, prefix="")
     return zip_path
+
+
+def copy_course_tokenizers(dest: Path) -> None:
+    """The tokenizers the checkpoint is scored with (full and fast runs), trained now, so that no Gradescope run
+    trains one (summarizer.pipeline.course_tokenizer reads them from the reference folder's build/tokenizer)."""
+    from summarizer.pipeline import course_tokenizer
+    from summarizer.settings import FAST, FULL
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for run in (FULL, FAST):
+        tokenizer = json.loads(course_tokenizer(run).to_str())
+        cache = Path(sys.modules["summarizer.pipeline"].__file__).parents[1] / "build" / "tokenizer"
+        cached = next(p for p in cache.glob("bpe_*.json") if json.loads(p.read_text()) == tokenizer)
+        shutil.copy2(cached, dest / cached.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,7 +226,9 @@ def gradescope(root: Path) -> dict:
         refused = special_entries(root / "submission")
         output = (f"{sandbox.describe()}\ngraded in {time.monotonic() - started:.1f} s"
                   + (f"\nrefused (not regular files): {', '.join(refused)}" if refused else ""))
-    except Exception:  # noqa: BLE001 - the harness itself failed: say so, score 0
+    except BaseException as err:  # noqa: BLE001 - a panic or MemoryError while grading: say so, score 0
+        if isinstance(err, KeyboardInterrupt):
+            raise
         results = []
         output = "The autograder failed before grading (0 points); please tell the course staff.\n" + \
             traceback.format_exc()[-3000:]

@@ -1,7 +1,9 @@
 """Run untrusted student code as an unprivileged user that sees its own files only and has no network.
 
 When the grader runs as root (Gradescope, CI, a grading container) a command is wrapped as
-    unshare --mount --net  (private mount and network namespaces: no interface but a loopback that is down)
+    unshare --mount --net --ipc --pid --fork --mount-proc  (private mount, network, IPC and PID namespaces: no
+         interface but a loopback that is down, no System V / POSIX IPC object of anyone else, and a /proc that shows
+         only the student's own processes, so no other student's or the grader's command line)
       -> sh script: every hidden path (the instructor source, gradebook, other students, /root, /home, /tmp, ...) is
          covered by an empty tmpfs, except `keep` paths (the venv, the base Python), which are bound back; the
          student's staged files are copied into a fresh size-limited tmpfs that becomes the working folder
@@ -34,6 +36,8 @@ SCRATCH_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")     # given back as small emp
 SCRATCH_SIZE = "64m"
 WORK_SIZE = "512m"                                      # the working folder (student files + support files)
 STASH = "/run/hw8-sandbox-stash"                        # inside the namespace only
+# The student's process is PID 1 of its own PID namespace: when it is killed, every process it started goes too.
+UNSHARE = ["unshare", "--mount", "--net", "--ipc", "--pid", "--fork", "--mount-proc", "--propagation", "private"]
 
 
 def is_root() -> bool:
@@ -42,11 +46,11 @@ def is_root() -> bool:
 
 @lru_cache(maxsize=1)
 def namespaces_work() -> bool:
-    """True if `unshare --mount --net` is permitted here (root with CAP_SYS_ADMIN)."""
+    """True if `unshare` of every namespace the sandbox uses is permitted here (root with CAP_SYS_ADMIN)."""
     if not is_root() or shutil.which("unshare") is None:
         return False
     try:
-        return subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "true"],
+        return subprocess.run([*UNSHARE, "true"],
                               capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -56,7 +60,8 @@ def describe() -> str:
     """One line for the grading log: how student code is isolated on this machine."""
     if not is_root():
         return "sandbox: grader is not root, student code runs as the grader's user (local mode, not isolated)"
-    how = ("private mount and network namespaces: instructor files and other students hidden, no network"
+    how = ("private mount, network, IPC and PID namespaces: instructor files and other students hidden, no network, "
+           "no shared memory or process of anyone else in sight"
            if namespaces_work() else
            "no namespaces here: instructor files are protected by their permissions only, network reachable")
     return f"sandbox: student code runs as uid {SANDBOX_UID} without capabilities; {how}"
@@ -121,8 +126,7 @@ def wrap(argv: list[str], hide: list[Path], keep: list[Path], uid: int = SANDBOX
                   f"cp -a {STASH}/src/. {mount_point}/", f"chown -R {uid}:{uid} {mount_point}",
                   f"umount {STASH}/src", f"cd {mount_point}"]
     lines += [f"umount -l {STASH}", 'exec "$@"']
-    return ["unshare", "--mount", "--net", "--propagation", "private", "--", "sh", "-c", "\n".join(lines), "sh",
-            *drop, *argv]
+    return [*UNSHARE, "--", "sh", "-c", "\n".join(lines), "sh", *drop, *argv]
 
 
 def limits(cpu_seconds: int, memory_bytes: int, file_bytes: int, processes: int = 64) -> None:

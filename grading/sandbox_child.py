@@ -38,10 +38,31 @@ def encode(obj) -> bytes:
 
 
 def decode(data: bytes):
-    """Inverse of encode's payload; weights_only=True never runs code from the bytes."""
+    """Inverse of encode's payload; weights_only=True never runs code from the bytes, and `check_archive` first
+    makes sure that they cannot inflate past their own size."""
     import torch
 
+    check_archive(io.BytesIO(data), len(data))
     return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def check_archive(file, limit: int, members: int = 100_000) -> None:
+    """Raise ValueError unless `file` (a path or a binary file object) is a torch.save zip archive whose members are
+    stored uncompressed (as torch.save writes them) and add up to at most `limit` bytes: a crafted archive could
+    otherwise declare compressed records that inflate to gigabytes inside torch.load."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise ValueError(f"not a torch.save archive ({type(err).__name__})") from None
+    if len(infos) > members:
+        raise ValueError(f"a torch.save archive of {len(infos)} members (at most {members})")
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        raise ValueError("a compressed torch.save archive (torch.save stores its records uncompressed)")
+    if sum(i.file_size for i in infos) > limit:
+        raise ValueError(f"a torch.save archive whose records add up to more than {limit} bytes")
 
 
 def read_exact(stream, n: int) -> bytes:

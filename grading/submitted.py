@@ -24,7 +24,7 @@ MAX_SOURCE_CHARS = 200_000
 # dropped (a cell that had one says so).
 SAFE_MIME = ("text/plain", "image/png", "image/jpeg")
 NBGRADER_FIELDS = {"grade_id": str, "solution": bool, "grade": bool, "locked": bool, "task": bool,
-                   "points": (int, float), "checksum": str, "schema_version": int}
+                   "points": (int, float), "checksum": str, "schema_version": int, "cell_type": str}
 
 
 class Refused(ValueError):
@@ -162,10 +162,7 @@ def _clean_cell(cell, notes: list[str]) -> nbformat.NotebookNode | None:
         source = source[:MAX_SOURCE_CHARS]
     metadata = cell.get("metadata")
     nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
-    meta = {}
-    if isinstance(nbgrader, dict):
-        meta = {k: v for k, v in nbgrader.items() if k in NBGRADER_FIELDS and isinstance(v, NBGRADER_FIELDS[k])
-                and not (NBGRADER_FIELDS[k] is not bool and isinstance(v, bool))}
+    meta = typed_nbgrader(nbgrader)
     make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
             "raw": nbformat.v4.new_raw_cell}[cell["cell_type"]]
     clean = make(source=source, metadata={"nbgrader": meta} if meta else {})
@@ -173,6 +170,14 @@ def _clean_cell(cell, notes: list[str]) -> nbformat.NotebookNode | None:
         outputs = cell.get("outputs")
         clean.outputs = [o for o in map(_clean_output, outputs if isinstance(outputs, list) else []) if o]
     return clean
+
+
+def typed_nbgrader(nbgrader) -> dict:
+    """The NBGRADER_FIELDS of a cell's nbgrader metadata that have their type ({} for anything but a dict)."""
+    if not isinstance(nbgrader, dict):
+        return {}
+    return {k: v for k, v in nbgrader.items() if k in NBGRADER_FIELDS and isinstance(v, NBGRADER_FIELDS[k])
+            and not (NBGRADER_FIELDS[k] is not bool and isinstance(v, bool))}
 
 
 def _clean_output(output) -> nbformat.NotebookNode | None:

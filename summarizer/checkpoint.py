@@ -37,6 +37,26 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     FileNotFoundError when the file is missing (train the model in Summarization.ipynb to create it).
     """
     path = Path(path)
+    payload = read_checkpoint(path, device)
+    cfg = SummarizerConfig.from_dict(payload["config"])
+    try:
+        tok = Tokenizer.from_str(payload["tokenizer"])
+    except Exception as e:
+        raise ValueError(f"{path}: stored tokenizer cannot be read ({e})") from e
+    if tok.get_vocab_size() != cfg.vocab_size:
+        raise ValueError(f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model expects {cfg.vocab_size}")
+    model = Summarizer(cfg)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match the config {cfg} ({e})") from e
+    return model.to(device).eval(), tok, payload
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The checkpoint's payload (tensors and plain values only: weights_only), with its format, version and keys
+    checked; FileNotFoundError when missing, ValueError naming any other problem."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no summarizer checkpoint at {path}: run the training cells of Summarization.ipynb")
     try:
@@ -51,16 +71,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"{path} lacks {missing}")
-    cfg = SummarizerConfig.from_dict(payload["config"])
-    try:
-        tok = Tokenizer.from_str(payload["tokenizer"])
-    except Exception as e:
-        raise ValueError(f"{path}: stored tokenizer cannot be read ({e})") from e
-    if tok.get_vocab_size() != cfg.vocab_size:
-        raise ValueError(f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model expects {cfg.vocab_size}")
-    model = Summarizer(cfg)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not match the config {cfg} ({e})") from e
-    return model.to(device).eval(), tok, payload
+    return payload

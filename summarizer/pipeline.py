@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from kernel_attention import DEFAULT_N_RANDOM
 from summarizer.batching import EncodedPairs, encode_pairs
-from summarizer.checkpoint import load_checkpoint
+from summarizer.checkpoint import read_checkpoint
 from summarizer.data import load_corpus
 from summarizer.model import MAX_SOURCE_LEN, MAX_TARGET_LEN, Summarizer, SummarizerConfig
 from summarizer.settings import RunSettings
@@ -76,15 +77,72 @@ def build_model(run: RunSettings, vocab_size: int, attention: str = "softmax", n
     return Summarizer(SummarizerConfig(**cfg))
 
 
-def checkpoint_validation_loss(path, run: RunSettings, seed: int = 0) -> float:
-    """Load a saved summarizer and recompute its validation loss (NLL per summary token) with its own tokenizer.
+def course_tokenizer(run: RunSettings, seed: int = 0) -> Tokenizer:
+    """The tokenizer `prepare_corpus(run)` trains (cached next to this package, in build/tokenizer)."""
+    from summarizer.tokenizer import load_or_train_tokenizer
 
-    The autograder's check of a submitted checkpoints/summarizer.pt: nothing is trusted from the file but weights,
-    config and tokenizer. Raises FileNotFoundError / ValueError for a missing / corrupt / incompatible file.
+    train = load_corpus(max_examples={"train": run.max_train, "validation": 1, "test": 1}, fast=False,
+                        seed=seed)["train"]
+    return load_or_train_tokenizer(list(train["article"]) + list(train["summary"]), run.vocab_size,
+                                   cache_dir=Path(__file__).resolve().parents[1] / "build" / "tokenizer")
+
+
+def checkpoint_validation_loss(path, run: RunSettings, seed: int = 0) -> float:
+    """Recompute a saved summarizer's validation loss (NLL per summary token) under the course's own settings.
+
+    The autograder's check of a submitted checkpoints/summarizer.pt: only its weights and the network's shape are
+    taken from the file. The text is encoded with the course's tokenizer (`course_tokenizer(run)`; the checkpoint's
+    must have the same vocabulary and merges, and it is compared as JSON, never parsed by the tokenizers library),
+    articles cut to MAX_SOURCE_LEN and summaries to MAX_TARGET_LEN tokens, whatever the checkpoint's config says, so
+    no config or tokenizer can make the task easier. Raises FileNotFoundError / ValueError for a missing / corrupt /
+    incompatible file.
     """
-    model, tok, _ = load_checkpoint(path)
+    payload = read_checkpoint(path)
+    tok = course_tokenizer(run, seed)
+    problem = tokenizer_difference(payload["tokenizer"], tok)
+    if problem:
+        raise ValueError(f"{Path(path).name}: its tokenizer is not the course's ({problem}); train it with "
+                         "Summarization.ipynb's cells (prepare_corpus), which use the course's")
+    cfg = SummarizerConfig.from_dict(payload["config"])
+    if cfg.vocab_size != tok.get_vocab_size() or cfg.max_source_len < MAX_SOURCE_LEN \
+            or cfg.max_target_len < MAX_TARGET_LEN:
+        raise ValueError(f"{Path(path).name}: the config must have vocab_size={tok.get_vocab_size()}, max_source_len "
+                         f">= {MAX_SOURCE_LEN} and max_target_len >= {MAX_TARGET_LEN} (it has {cfg.vocab_size}, "
+                         f"{cfg.max_source_len}, {cfg.max_target_len})")
+    model = Summarizer(cfg)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{Path(path).name}: weights do not match the config ({str(e)[:300]})") from e
     val = load_corpus(max_examples={"train": 1, "validation": run.max_validation, "test": 1}, fast=False,
                       seed=seed)["validation"]
-    pairs = encode_pairs(tok, list(val["article"]), list(val["summary"]), model.cfg.max_source_len,
-                         model.cfg.max_target_len)
-    return validation_loss(model, pairs)
+    pairs = encode_pairs(tok, list(val["article"]), list(val["summary"]), MAX_SOURCE_LEN, MAX_TARGET_LEN)
+    return validation_loss(model.eval(), pairs)
+
+
+def tokenizer_difference(stored: str, tok: Tokenizer) -> str | None:
+    """None if the tokenizer JSON `stored` has `tok`'s vocabulary and merges (merges as "a b" or ["a", "b"], as the
+    tokenizers versions write them), else what differs."""
+    import json
+
+    def vocab_and_merges(text: str):
+        model = json.loads(text).get("model") if text.startswith("{") else None
+        if not isinstance(model, dict) or not isinstance(model.get("vocab"), dict) \
+                or not isinstance(model.get("merges"), list):
+            return None
+        merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) if isinstance(m, list) else m
+                  for m in model["merges"]]
+        return model["vocab"], merges
+
+    try:
+        theirs = vocab_and_merges(stored) if isinstance(stored, str) else None
+    except (ValueError, RecursionError):
+        theirs = None
+    if theirs is None:
+        return "not a BPE tokenizer's JSON"
+    ours = vocab_and_merges(tok.to_str())
+    if theirs[0] != ours[0]:
+        return f"another vocabulary: {len(theirs[0])} tokens, the course's has {len(ours[0])}"
+    if theirs[1] != ours[1]:
+        return "other merges"
+    return None

@@ -382,6 +382,49 @@ def test_shards_split_students_evenly_in_order():
         assert len(shards) == min(jobs, 11) and max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
+class FakePanic(BaseException):
+    """Stands for pyo3's PanicException: a BaseException, not an Exception."""
+
+
+def test_any_error_while_grading_a_student_is_that_students_message_and_zeros(tmp, monkeypatch):
+    """grade_one never raises: a panic (a BaseException) while staging becomes the student's message, and every check
+    of the course is in the row, at 0."""
+    from grading import autograde
+    from grading.harness import load_cases
+
+    def panic(*args, **kwargs):
+        raise FakePanic("a native library panicked")
+
+    monkeypatch.setattr(autograde, "stage", panic)
+    course = load_course(MINI / "course.toml")
+    (tmp / "upload").mkdir()
+    result = autograde.grade_one(course, tmp / "course", "alice", tmp / "upload", [], sandbox.SANDBOX_UID + 400)
+    assert [t.name for t in result.trusted] == [c.name for c in load_cases(course.cases_path)]
+    assert result.total == 0 and result.max_total > 0
+    assert "grading stopped by an error (FakePanic: a native library panicked)" in " | ".join(result.messages)
+
+
+def _worker(tag: str, students: dict[str, str]) -> None:
+    if "bomb" in students:
+        os.kill(os.getpid(), 9)                       # as the OOM killer would
+    if "slow" in students:
+        time.sleep(60)
+
+
+def test_workers_that_die_or_hang_are_reported_and_the_others_finish():
+    """run_workers, the loop that autograde's shards and its students regraded alone run in: a worker killed by a
+    signal or past its time limit is named with the reason; the other workers finish normally."""
+    from grading.autograde import run_workers
+
+    context = __import__("multiprocessing").get_context("fork")
+    work = [("shard0", {"alice": "", "bomb": ""}), ("shard1", {"bob": ""}), ("shard2", {"slow": ""})]
+    started = time.monotonic()
+    failed = run_workers(2, work, lambda tag, students: context.Process(target=_worker, args=(tag, students)),
+                         lambda n: 3.0)
+    assert failed == {"shard0": "killed (out of memory?)", "shard2": "killed after its time limit"}
+    assert time.monotonic() - started < 30
+
+
 def test_gradescope_harness_grades_the_whole_corpus(graded):
     with zipfile.ZipFile(graded["bundle"]) as zf:
         names = set(zf.namelist())

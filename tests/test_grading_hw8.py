@@ -10,6 +10,7 @@ attack that worked would score above it. Each submission goes through Gradescope
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import json
@@ -24,6 +25,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -63,6 +65,7 @@ NO_MODULE = FULL - _points(lambda c: _target(c).startswith("kernel_attention:") 
 NO_SUMMARIZATION = WRONG - _points(lambda c: _target(c).startswith("Summarization.ipynb:")
                                    and c.name not in WRONG_FAILS)
 CHECKPOINT_POINTS = _points(lambda c: c.path == "checkpoints/summarizer.pt" if hasattr(c, "path") else False)
+QUALITY_POINTS = _points(lambda c: "validation loss" in c.name)
 TIMINGS: dict[str, float] = {}
 
 
@@ -292,7 +295,173 @@ def build_submissions(release: Path, base: Path, checkpoint: Path, port: int) ->
         cell(nb, "q1c_code").metadata["nbgrader"]["grade_id"] = "q1c_mine"   # a solution cell renamed: its points go
         nb.cells.append(nbformat.from_dict(json.loads(json.dumps(cell(nb, "test_1a")))))   # a duplicated test cell
     edit_notebook(attack("tampered_cells"), "Summarization.ipynb", tamper)
+    build_hostile(wrong, model, subs, checkpoint, made)
     return made
+
+
+# ------------------------------------------------------------------------------------------------ malformed and hostile
+# Graded in the same batch as the honest students: each may cost only its own points (issue #33).
+
+IPC_WRITER = """
+import ctypes as _ct
+_libc = _ct.CDLL(None, use_errno=True)
+_libc.shmat.restype = _ct.c_void_p
+_id = _libc.shmget(0x48573038, 4096, 0o1666)        # IPC_CREAT | 0666: outlives this process unless namespaced
+if _id >= 0:
+    _ct.memmove(_libc.shmat(_id, None, 0), b"hw8-shared-answer", 17)
+"""
+
+IPC_READER = """
+import ctypes as _ct
+_libc = _ct.CDLL(None, use_errno=True)
+_libc.shmat.restype = _ct.c_void_p
+_id = _libc.shmget(0x48573038, 0, 0)
+if _id >= 0 and _ct.string_at(_libc.shmat(_id, None, 0o10000), 17) == b"hw8-shared-answer":
+    def merge_heads(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+"""
+
+PROC_SPY = """
+import os as _os
+_seen = []
+for _pid in _os.listdir("/proc"):
+    try:
+        _seen.append(open(f"/proc/{_pid}/cmdline", "rb").read())
+    except OSError:
+        pass
+if any(b"nbgrader" in c or b"harness" in c or b"autograde" in c for c in _seen):
+    def merge_heads(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+"""
+
+REPLY_BOMB = """
+import base64 as _b64, os as _os, struct as _st, sys as _sys
+_frame = _b64.b64decode({frame!r})
+_os.write(int(_sys.argv[1]), _st.pack(">Q", len(_frame)) + _frame)      # a reply before the real one
+"""
+
+
+def deflated_zeros(size: int) -> bytes:
+    """Raw deflate of `size` zero bytes (about size / 1000 bytes), built in 1 MiB steps."""
+    import zlib
+    packer, chunk = zlib.compressobj(9, zlib.DEFLATED, -15), bytes(2**20)
+    return b"".join([*(packer.compress(chunk) for _ in range(size // 2**20)), packer.flush()])
+
+
+def _zip_with_raw_member(deflated: bytes, size: int) -> bytes:
+    """A two-member zip written by hand: archive/data.pkl (stored) and archive/data/0 (deflated, `size` bytes)."""
+    import struct
+    import zlib
+    members, offset, central = [], 0, b""
+    pickle = b"\x80\x02}q\x00."
+    for name, data, method, crc, usize in ((b"archive/data.pkl", pickle, 0, zlib.crc32(pickle), len(pickle)),
+                                           (b"archive/data/0", deflated, 8, 0, size)):
+        head = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data), usize, len(name), 0)
+        members.append(head + name + data)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data), usize,
+                               len(name), 0, 0, 0, 0, 0, offset) + name
+        offset += len(head) + len(name) + len(data)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 2, 2, len(central), offset, 0)
+    return b"".join(members) + central + end
+
+
+def build_hostile(wrong: Path, model: Path, subs: Path, checkpoint: Path, made: dict[str, Path]) -> None:
+    def attack(name: str, base: Path = wrong) -> Path:
+        made[name] = subs / name
+        shutil.copytree(base, made[name])
+        return made[name]
+
+    def junk_types(nb):                                   # every field the stager reads, of an unexpected type
+        raw = json.loads(nbformat.writes(nb))
+        raw["cells"] += [42, "a string cell", {"cell_type": "code"}, {"cell_type": ["code"], "source": "x"},
+                         {"cell_type": "code", "source": 7, "outputs": {}},
+                         {"cell_type": "code", "source": "1", "metadata": {"nbgrader": "q1a_code"},
+                          "outputs": [None, {"output_type": "display_data", "data": []}, {"output_type": 5}]},
+                         {"cell_type": "markdown", "source": ["a", 3], "metadata": []},
+                         {"cell_type": "code", "source": "2",
+                          "metadata": {"nbgrader": {"grade_id": ["q1a_code"], "solution": "yes", "points": "9"}}}]
+        raw["metadata"] = "not a dict"
+        return raw
+    folder = attack("json_types")
+    raw = junk_types(nbformat.read(folder / "Kernel_Attention.ipynb", as_version=4))
+    (folder / "Kernel_Attention.ipynb").write_text(json.dumps(raw))
+    folder = attack("many_cells")
+    nb = json.loads((folder / "Summarization.ipynb").read_text())
+    nb["cells"] += [{"cell_type": "markdown", "metadata": {}, "source": "x"}] * 150_000
+    (folder / "Summarization.ipynb").write_text(json.dumps(nb))
+    folder = attack("huge_notebook")
+    nb = json.loads((folder / "Visualizing_BERT.ipynb").read_text())
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "y" * (45 * 2**20)})
+    (folder / "Visualizing_BERT.ipynb").write_text(json.dumps(nb))
+
+    def scripts(nb):
+        answer = next(c for c in nb.cells
+                      if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution"))
+        answer.source = "My answer <script>window.HW8_XSS = 1</script><img src=x onerror=\"window.HW8_XSS = 2\">"
+        nb.cells.append(nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/html": "<script>window.HW8_XSS = 3</script>",
+                                  "application/javascript": "window.HW8_XSS = 4", "text/plain": "plain"})]))
+    edit_notebook(attack("scripts"), "Visualizing_BERT.ipynb", scripts)
+
+    def markdown_grade_id(nb):           # a markdown cell with the grade id of the (correct) 1(c) code cell, first
+        code = cell(nb, "q1c_code")
+        fake = nbformat.v4.new_markdown_cell("raise ValueError('not the solution')",
+                                             metadata={"nbgrader": dict(code.metadata["nbgrader"])})
+        nb.cells.insert(nb.cells.index(code), fake)
+    edit_notebook(attack("markdown_grade_id"), "Summarization.ipynb", markdown_grade_id)
+    append_module(attack("ipc_a_writer"), IPC_WRITER)
+    append_module(attack("ipc_b_reader"), IPC_READER)
+    append_module(attack("proc_spy"), PROC_SPY)
+    bomb = _zip_with_raw_member(deflated_zeros(2**31), 2**31)                  # 2 GiB inflated from ~2 MB
+    append_module(attack("reply_bomb"), REPLY_BOMB.format(frame=base64.b64encode(bomb).decode()))
+    (attack("checkpoint_bomb") / "checkpoints" / "summarizer.pt").write_bytes(bomb)
+    untrained_checkpoints(attack("untrained_short"), attack("untrained_tokenizer"))
+    # zips (the nbgrader route only: Gradescope unpacks uploads itself)
+    folder = subs / "zip_inside_folder"
+    folder.mkdir()
+    write_zip_of(model, folder / "hw8_submission.zip")
+    made["zip_inside_folder"] = folder
+    write_zip_of(wrong, subs / "zip_bad_method.zip", broken="kernel_attention.py")
+    made["zip_bad_method"] = subs / "zip_bad_method.zip"
+
+
+def write_zip_of(folder: Path, dest: Path, broken: str | None = None) -> None:
+    """Zip a folder; the member `broken` gets a compression method number Python's zipfile refuses (99)."""
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    if broken:
+        data = bytearray(dest.read_bytes())
+        name = broken.encode()
+        for signature, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+            start = 0
+            while (start := data.find(signature, start)) >= 0:
+                size_at = 26 if signature == b"PK\x03\x04" else 28
+                length = int.from_bytes(data[start + size_at:start + size_at + 2], "little")
+                header = 30 if signature == b"PK\x03\x04" else 46
+                if bytes(data[start + header:start + header + length]) == name:
+                    data[start + at:start + at + 2] = (99).to_bytes(2, "little")
+                start += 4
+        dest.write_bytes(bytes(data))
+
+
+def untrained_checkpoints(short: Path, tokenizer: Path) -> None:
+    """An untrained model whose config makes every summary 2 tokens long, and one with a tokenizer of its own."""
+    from summarizer.checkpoint import save_checkpoint
+    from summarizer.data import load_corpus
+    from summarizer.model import Summarizer, SummarizerConfig
+    from summarizer.settings import FAST
+    from summarizer.tokenizer import train_tokenizer
+
+    train = load_corpus(max_examples={"train": FAST.max_train, "validation": 1, "test": 1}, fast=False)["train"]
+    tok = train_tokenizer(list(train["article"]), FAST.vocab_size, lowercase=False)     # not the course's
+    model = Summarizer(SummarizerConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_heads=2, n_encoder_layers=1,
+                                        n_decoder_layers=1, d_ff=64, max_target_len=2))
+    save_checkpoint(short / "checkpoints" / "summarizer.pt", model, tok)
+    model = Summarizer(SummarizerConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_heads=2, n_encoder_layers=1,
+                                        n_decoder_layers=1, d_ff=64))
+    save_checkpoint(tokenizer / "checkpoints" / "summarizer.pt", model, tok)
 
 
 # The score each submission must get on both routes (and a message that must explain it).
@@ -312,7 +481,23 @@ EXPECTED = {
     "spy": (WRONG, "values differ"),
     "resource_hog": (WRONG, "values differ"),
     "tampered_cells": (WRONG - 1, "q1c_code"),
+    "json_types": (WRONG, "values differ"),
+    "many_cells": (NO_SUMMARIZATION, "more than 2000"),
+    "huge_notebook": (WRONG, "values differ"),
+    "scripts": (WRONG, "values differ"),
+    "markdown_grade_id": (WRONG, "values differ"),
+    "ipc_a_writer": (WRONG, "values differ"),
+    "ipc_b_reader": (WRONG, "values differ"),
+    "proc_spy": (WRONG, "values differ"),
+    "reply_bomb": (NO_MODULE, "unreadable reply"),
+    "checkpoint_bomb": (WRONG - CHECKPOINT_POINTS, "compressed torch.save archive"),
+    "untrained_short": (WRONG - CHECKPOINT_POINTS, "outside what the grader runs"),
+    "untrained_tokenizer": (WRONG - QUALITY_POINTS, "its tokenizer is not the course's"),
+    "zip_inside_folder": (FULL, "hw8_submission.zip (inside the upload) was unpacked and graded"),
+    "zip_bad_method": (NO_MODULE, "kernel_attention.py could not be unpacked"),
 }
+# Uploads that only the nbgrader route receives as they are (Gradescope unpacks a zip upload itself).
+NBGRADER_ONLY = {"zip_inside_folder", "zip_bad_method"}
 
 
 # ------------------------------------------------------------------------------------------------ running both graders
@@ -415,7 +600,8 @@ def hw8():
                                      cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {name: pool.submit(gradescope_run, bundle, base / "gs" / name, folder, uid)
-                       for uid, (name, folder) in enumerate(subs.items(), start=sandbox.SANDBOX_UID + 100)}
+                       for uid, (name, folder) in enumerate(subs.items(), start=sandbox.SANDBOX_UID + 100)
+                       if name not in NBGRADER_ONLY}
             gradescope = {name: f.result() for name, f in futures.items()}
         TIMINGS["gradescope route, all submissions, 2 at a time (beside the nbgrader route)"] = \
             time.monotonic() - started
@@ -451,7 +637,9 @@ def test_both_routes_give_every_submission_its_expected_score(hw8):
     assert hw8["rc"] == 0, hw8["log"][-4000:]
     assert set(hw8["rows"]) == set(EXPECTED)
     for name, (score, message) in EXPECTED.items():
-        gs, row = hw8["gradescope"][name], hw8["rows"][name]
+        gs, row = hw8["gradescope"].get(name, {"score": score, "tests": [], "output": message}), hw8["rows"][name]
+        if name in NBGRADER_ONLY:
+            gs["tests"] = [{"score": 0, "max_score": FULL}]
         explain = (name, sorted(_failed(gs["tests"])), [(t["name"], t["output"][:200]) for t in gs["tests"]
                                                             if t["score"] < t["max_score"]], row["messages"][:2000])
         assert gs["score"] == score, explain
@@ -465,7 +653,7 @@ def test_both_routes_give_every_submission_its_expected_score(hw8):
 
 
 def test_the_same_check_names_and_verdicts_on_both_routes(hw8):
-    for name in EXPECTED:
+    for name in set(EXPECTED) - NBGRADER_ONLY:
         tests = hw8["gradescope"][name]["tests"]
         row = hw8["rows"][name]
         assert [t["name"] for t in tests] == list(row)[3:3 + len(tests)]
@@ -477,7 +665,7 @@ def test_isolation_no_network_no_other_students_no_secrets(hw8):
     every_output = json.dumps(hw8["gradescope"]) + json.dumps(hw8["rows"])
     assert "root:" not in every_output and "hidden material" not in every_output     # /etc/shadow, the spy
     if sandbox.namespaces_work():
-        assert "private mount and network namespaces" in hw8["gradescope"]["model"]["output"]
+        assert "private mount, network, IPC and PID namespaces" in hw8["gradescope"]["model"]["output"]
 
 
 def hidden_lines() -> list[str]:
@@ -505,6 +693,55 @@ def test_feedback_shows_verdicts_never_hidden_tests(hw8):
     assert "Graded by the trusted checks" in text and "first at index" in text
     gs = json.dumps(hw8["gradescope"])
     assert not [line for line in secrets if line in gs]
+
+
+def test_malformed_and_hostile_submissions_cost_only_themselves(hw8):
+    """The whole batch ends with a row per student, and the honest students keep exactly their scores (asserted for
+    every submission above); here what each hostile one was told on the nbgrader route."""
+    rows = hw8["rows"]
+    assert "carries the grade id q1c_code" in rows["markdown_grade_id"]["messages"]
+    assert "1(c) shift_matrix" not in rows["markdown_grade_id"]["messages"]
+    assert "could not be read and were left out" in rows["json_types"]["messages"]
+    assert "larger than 40 MiB" in rows["huge_notebook"]["messages"]
+    for name in ("many_cells", "huge_notebook", "json_types", "scripts"):
+        assert (hw8["base"] / "autograde" / "feedback" / name / "trusted_checks.html").is_file(), name
+    gs = hw8["gradescope"]
+    assert gs["checkpoint_bomb"]["_seconds"] < gs["model"]["_seconds"] + 30
+
+
+class _Scripts(HTMLParser):
+    """Collects what a page would run: <script> bodies and on* attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code, self.in_script = [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.in_script = tag == "script"
+        self.code += [value or "" for key, value in attrs if key.startswith("on") or (key == "src" and
+                                                                                    "javascript:" in (value or ""))]
+
+    def handle_endtag(self, tag):
+        self.in_script = False
+
+    def handle_data(self, data):
+        if self.in_script:
+            self.code.append(data)
+
+
+def test_feedback_pages_run_no_student_script(hw8):
+    """A written answer's <script> and onerror and a cell's HTML / JavaScript outputs reach no feedback page as code
+    (nbconvert sanitises them; the stager drops HTML and JavaScript outputs), and the graded notebook formgrader shows
+    has no such output either."""
+    pages = sorted((hw8["base"] / "autograde" / "feedback" / "scripts").glob("*.html"))
+    assert any("Visualizing_BERT" in p.name for p in pages)
+    for page in pages:
+        parser = _Scripts()
+        parser.feed(page.read_text())
+        assert not [c for c in parser.code if "HW8_XSS" in c], page.name
+    graded = hw8["base"] / "autograde" / "course" / "autograded" / "scripts" / "hw8" / "Visualizing_BERT.ipynb"
+    text = graded.read_text()
+    assert "application/javascript" not in text and "text/html" not in text
 
 
 def test_tampered_cells_lose_their_own_points_with_a_message(hw8):
