@@ -44,6 +44,7 @@ CASE_TIMEOUT = 10                                 # seconds per check in these t
 WRONG_FAILS = {"merge_heads", "MultiHeadAttention: cross-attention, padding + causal masks",
                "PerformerAttention with your FavorPositiveFeatures and linear_attention",
                "linear_attention (eq. 2) with a key padding mask",
+               "linear_attention (eq. 2) on 65536 queries and keys, without an N x N matrix",
                "3(a)iii linear_attention with positive features, 3-D inputs",
                "3(a)iii linear_attention with a broadcast key padding mask",
                "1(a) attention_weights: softmax(Q K^T / sqrt(D)) of a (10, 16) and a (4, 16) matrix"}
@@ -324,7 +325,7 @@ if _id >= 0 and _ct.string_at(_libc.shmat(_id, None, 0o10000), 17) == b"hw8-shar
 PROC_SPY = """
 import os as _os
 _seen = []
-for _pid in _os.listdir("/proc"):
+for _pid in set(_os.listdir("/proc")) - {str(_os.getpid()), "self", "thread-self"}:     # the others' command lines
     try:
         _seen.append(open(f"/proc/{_pid}/cmdline", "rb").read())
     except OSError:
@@ -637,9 +638,11 @@ def test_both_routes_give_every_submission_its_expected_score(hw8):
     assert hw8["rc"] == 0, hw8["log"][-4000:]
     assert set(hw8["rows"]) == set(EXPECTED)
     for name, (score, message) in EXPECTED.items():
-        gs, row = hw8["gradescope"].get(name, {"score": score, "tests": [], "output": message}), hw8["rows"][name]
+        row = hw8["rows"][name]
         if name in NBGRADER_ONLY:
-            gs["tests"] = [{"score": 0, "max_score": FULL}]
+            assert float(row["total"]) == score and message in row["messages"], (name, row["messages"][:2000])
+            continue
+        gs = hw8["gradescope"][name]
         explain = (name, sorted(_failed(gs["tests"])), [(t["name"], t["output"][:200]) for t in gs["tests"]
                                                             if t["score"] < t["max_score"]], row["messages"][:2000])
         assert gs["score"] == score, explain

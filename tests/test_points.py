@@ -52,8 +52,8 @@ def test_every_copy_equals_its_home():
         assert points_table(points) in (REPO / readme).read_text()
 
 
-CHANGED = ('Case("linear_attention (eq. 2) with a key padding mask", 2,',
-           'Case("linear_attention (eq. 2) with a key padding mask", 3,')
+CHANGED = ('Case("linear_attention (eq. 2) with a key padding mask", 1,',
+           'Case("linear_attention (eq. 2) with a key padding mask", 2,')
 CHANGED_CELL = ('Case("3(a)iii linear_attention with positive features, 3-D inputs", 1,',
                 'Case("3(a)iii linear_attention with positive features, 3-D inputs", 2,')
 ADDED = '''    Case("3(a)iii linear_attention on a single head", 1, f"{KA}:linear_attention",
@@ -104,7 +104,7 @@ def test_one_edited_and_one_added_check_change_every_copy_together(tmp_path):
     assert cells["test_linear_attention"].metadata["nbgrader"]["points"] == 4
     assert re.match(r"# \[4 points\]", cells["test_linear_attention"].source)
     assert "linear_attention on a single head (test cell `test_linear_attention`) | 1 |" in cells["points"].source
-    assert "with a key padding mask (`kernel_attention.py`, autograder only) | 3 |" in cells["points"].source
+    assert "with a key padding mask (`kernel_attention.py`, autograder only) | 2 |" in cells["points"].source
 
     # The graders' maxima (Gradescope's max_score, grades.csv's max) are the checks' points: an empty submission
     # scores 0 of the new total.
