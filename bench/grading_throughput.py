@@ -5,8 +5,8 @@ The model student is the one of tests/test_grading_hw8.py (release + instructor 
 grading runs with HW8_FAST=1). Prints per-submission seconds and writes build/bench/grading_throughput.json.
 
 Projection, from the JOBS = 1 run's phases (grading/autograde.py writes them to phases.json): the serial phases
-(generate_assignment once, the gradebook merge) plus one shard of class-size / cores students
-whose staging and checks, nbgrader autograde, gradebook and feedback cost what they cost a student in the JOBS = 1 run. nbgrader's
+(generate_assignment once, the gradebook merge) plus one shard of class-size / cores students whose staging and
+checks, nbgrader autograde, gradebook and feedback cost what they cost a student in the JOBS = 1 run. nbgrader's
 start-up (paid once per call and shard) is spread over COPIES students there, over more in a class: an upper bound,
 for cores as fast as these and no other load.
 
