@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 SYSTEM_PKGS := chromium fonts-liberation fonts-dejavu-core texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
 SUBMISSIONS ?= submissions
 
-.PHONY: install system run test lint points release autograde gradescope submission pdf bench clean
+.PHONY: install system run test lint points release autograde gradescope gradescope-check submission pdf bench clean
 
 install: $(STAMP)
 
@@ -54,7 +54,7 @@ release: $(STAMP)
 	$(PY) grading/release.py
 
 # make autograde SUBMISSIONS=folder [JOBS=n] [OUT=folder]: n students graded at once (one sandbox each), results in
-# OUT (default build/autograde; two runs at once need two OUT folders)
+# OUT (default build/autograde); one run at a time on a machine (they would share the sandbox users)
 JOBS ?= 2
 OUT ?= build/autograde
 autograde: $(STAMP)
@@ -62,6 +62,12 @@ autograde: $(STAMP)
 
 gradescope: $(STAMP)
 	$(PY) grading/gradescope.py
+
+# The Gradescope route on an emulation of Gradescope's image and limits (root: debootstrap, chroot, cgroups): a Debian
+# trixie root filesystem (Python 3.13), setup.sh, the test corpus graded at 768 MB and half a CPU without
+# CAP_SYS_ADMIN, results.json checked against Gradescope's schema (grading/gradescope_check.py; build/gradescope-check/)
+gradescope-check: $(STAMP)
+	$(PY) grading/gradescope_check.py
 
 # SUBMISSION_FLAGS=--allow-fast: accept fast-mode notebooks and checkpoint (end-to-end tests only).
 submission: $(STAMP)

@@ -38,6 +38,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import zipfile
@@ -60,6 +61,7 @@ from homework.parts import cell_grade_id
 
 MAX_UNZIPPED = 2 * 2**30
 MAX_MEMBERS = 10_000
+RUN_LOCK = Path(tempfile.gettempdir()) / f"hw8-autograde-{sandbox.SANDBOX_UID}.lock"
 MAX_CELL_OUTPUT = 2 * 2**20       # bytes of outputs kept per cell (plots included) ...
 MAX_NOTEBOOK_OUTPUT = 20 * 2**20  # ... and per notebook
 MAX_TEXT_OUTPUT = 20_000          # characters kept of one text output
@@ -140,6 +142,49 @@ def _bounded(outputs: list, budget: list[int]) -> list:
     return kept
 
 
+# What nbconvert's markdown renderer makes of plain markdown (headings with anchors, tables, highlighted code, images):
+# a student's rendered answer with any other tag, attribute or link protocol is shown as plain text (safe_markdown).
+RENDERED_TAGS = {"a", "b", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+                 "i", "img", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table", "tbody", "td",
+                 "th", "thead", "tr", "ul"}
+RENDERED_ATTRIBUTES = {"a": ["href", "title", "class"], "img": ["src", "alt", "title"], "th": ["style"],
+                       "td": ["style"], "div": ["class"], "span": ["class"], "code": ["class"], "pre": ["class"],
+                       **{f"h{k}": ["id"] for k in range(1, 7)}}
+
+
+def safe_markdown(text: str) -> str:
+    """A student's markdown as feedback and formgrader may render it (nbgrader's templates render markdown without
+    nbconvert's sanitiser): unchanged if nbconvert's renderer makes only RENDERED_TAGS of it, with plain attributes
+    and http(s)/mailto/# links (math, code, tables, images: every usual answer); otherwise the whole cell is shown as
+    plain text in a code block, with a note, so that no <script>, onerror or javascript: link reaches a page."""
+    import bleach
+    from bleach.css_sanitizer import CSSSanitizer
+    from nbconvert.filters.markdown import markdown2html
+
+    rendered = markdown2html(text)
+    cleaned = bleach.clean(rendered, tags=RENDERED_TAGS, attributes=RENDERED_ATTRIBUTES, strip=False,
+                           protocols=["http", "https", "mailto"], css_sanitizer=CSSSanitizer(["text-align"]))
+    if _start_tags(rendered) == _start_tags(cleaned):
+        return text
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    return (f"*(The grader shows this answer as plain text: it holds HTML that could run script.)*\n\n"
+            f"{fence}text\n{text}\n{fence}")
+
+
+def _start_tags(page: str) -> list[tuple]:
+    """Every start tag of an HTML fragment with its attributes, in order."""
+    from html.parser import HTMLParser
+
+    found: list[tuple] = []
+    parser = HTMLParser()
+    parser.handle_starttag = lambda tag, attrs: found.append(           # (bleach writes styles with a final ';')
+        (tag, sorted((k, (v or "").replace(" ", "").rstrip(";")) for k, v in attrs)))
+    parser.handle_startendtag = parser.handle_starttag
+    parser.feed(page)
+    parser.close()
+    return found
+
+
 def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.NotebookNode, stem: str
                      ) -> tuple[nbformat.NotebookNode, list[str]]:
     """The notebook nbgrader records: the release's cells with the student's solution / answer sources (first cell of
@@ -167,6 +212,8 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
             continue                                  # a plain cell of the release (its text, not the student's)
         copy = nbformat.from_dict({**cell, "id": uuid.uuid4().hex[:12]})
         copy.metadata = {k: v for k, v in copy.get("metadata", {}).items() if k != "nbgrader"}
+        if copy.cell_type != "code":
+            copy.source = safe_markdown(copy.source)
         if "outputs" in copy:
             copy.outputs = _bounded(copy.outputs, budget)
         extras.setdefault(anchor, []).append(copy)
@@ -181,7 +228,7 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
                             + ("its checks score 0" if meta.get("solution") else "the release's cell was used"))
         elif mine is not None:
             if meta.get("solution"):
-                rebuilt.source = mine.get("source", "")
+                rebuilt.source = mine.source if cell.cell_type == "code" else safe_markdown(mine.source)
             elif mine.get("source", "") != cell.source:
                 messages.append(f"{stem}:{grade_id} was edited: the release's cell was graded instead")
             if mine.get("metadata", {}).get("nbgrader") != typed_nbgrader(meta):
@@ -310,12 +357,13 @@ def record_in_gradebook(course: Course, course_dir: Path, gradebook: Path, resul
             by_cell.setdefault(t.nbgrader_cell, []).append(t)
     graded_dir = course_dir / "autograded" / result.student / course.assignment_id
     released_dir = course_dir / "release" / course.assignment_id
+    manual: dict[str, float] = {}
     with Gradebook(f"sqlite:///{gradebook}") as gb:
         for rel in course.notebooks:
             name = Path(rel).stem
             source = gb.find_notebook(name, course.assignment_id)
             answers = {c.name for c in source.solution_cells}
-            result.manual_max += sum(c.max_score for c in source.grade_cells if c.name in answers)
+            manual[rel] = sum(c.max_score for c in source.grade_cells if c.name in answers)
             for cell in source.grade_cells:
                 if cell.name in answers:
                     continue
@@ -339,6 +387,7 @@ def record_in_gradebook(course: Course, course_dir: Path, gradebook: Path, resul
                     cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
                                                            text=f"Graded by the trusted checks:\n{verdicts}\n")]
             nbformat.write(graded, path)
+    result.manual_max = sum(manual.values())              # set, not added: a regrade records the same student again
 
 
 def write_feedback(course: Course, course_dir: Path, dest: Path, result: StudentResult) -> None:
@@ -419,9 +468,9 @@ def nbgrader_step(root: Path, course: Course, command: str, students: list[str],
         finally:
             mine.unlink(missing_ok=True)
 
-    first = run(students)
+    run(students)
     undone = {}
-    for sid in [s for s in students if not done(s)] if first.returncode != 0 else []:
+    for sid in [s for s in students if not done(s)]:
         alone = run([sid])
         if not done(sid):
             tail = (alone.stderr or alone.stdout).strip().splitlines()
@@ -443,6 +492,10 @@ def grade_group(course_file: str, course_dir: str, tag: str, students: dict[str,
     course, root = load_course(course_file), Path(course_dir)
     phases, clock = {}, time.monotonic()
     results = {}
+    for sid in students:                        # what a worker that died may have left must not count as done
+        for folder in ("autograded", "feedback"):
+            shutil.rmtree(root / folder / sid, ignore_errors=True)
+        shutil.rmtree(Path(feedback_dir) / sid, ignore_errors=True)
     for sid, entry in students.items():
         path = root / "results" / f"{sid}.json"
         if not path.exists():
@@ -523,13 +576,21 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     """Grade every entry of `submissions` in min(jobs, count) worker processes; returns the results (also written to
     out/scores.csv). A worker that dies (memory, a native crash, its time limit) costs nothing to its students but a
     regrade, each alone in a process of its own; a student whose own process dies too gets a row of zeros naming why."""
-    entries = sorted(p for p in submissions.iterdir() if (p.is_dir() or p.suffix == ".zip") and not p.is_symlink())
+    entries, ignored, notes = {}, [], {}
+    for path in sorted(submissions.iterdir()):
+        if path.name.startswith(".") or path.is_symlink() or not (path.is_dir() or path.suffix == ".zip"):
+            ignored.append(path.name)             # .ipynb_checkpoints, stray files: no student
+            continue
+        sid = student_id(path)
+        if sid in entries:
+            notes.setdefault(sid, []).append(f"{path.name} was ignored: {entries[sid].name} has the same student id")
+        else:
+            entries[sid] = path
+    if ignored:
+        print(f"not submissions (ignored): {', '.join(ignored[:20])}", flush=True)
     if not entries:
         raise FileNotFoundError(f"{submissions} holds no submission folders or zips")
-    ids = [student_id(e) for e in entries]
-    twice = sorted({s for s in ids if ids.count(s) > 1})
-    if twice:
-        raise ValueError(f"two submissions have the same student id: {', '.join(twice)} (a folder and a zip?)")
+    ids = list(entries)
     out.mkdir(parents=True, exist_ok=True)
     for old in ("scores.csv", "phases.json", "autograde.log"):          # no file of an earlier run looks new
         (out / old).unlink(missing_ok=True)
@@ -550,7 +611,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     print(sandbox.describe(), flush=True)
     hide = [str(p) for p in (course.root, out, course_dir, submissions.resolve())]
     everyone = ids
-    entry_of = {sid: str(e) for sid, e in zip(ids, entries)}
+    entry_of = {sid: str(e) for sid, e in entries.items()}
     uids = {sid: sandbox.SANDBOX_UID + 1 + k for k, sid in enumerate(everyone)}
     shards = shards_of(everyone, jobs)
     threads = max(1, (os.cpu_count() or 1) // len(shards))        # torch threads per worker: the cores shared out
@@ -569,7 +630,8 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     phases[f"{len(shards)} shards in parallel, {len(again)} students regraded alone (until the last)"] = \
         time.monotonic() - clock
     clock = time.monotonic()
-    finished = [tag for tag, _ in work + again if (course_dir / "results" / f"{tag}.done").is_file()]
+    finished = [tag for tag, _ in work + again if (course_dir / "results" / f"{tag}.done").is_file()
+                and tag not in crashed and tag not in crashed_alone]
     merge_gradebooks(course_dir / "gradebook.db", [course_dir / f"gradebook.{tag}.db" for tag in finished])
     for path in course_dir.glob("gradebook.*.db"):
         path.unlink()
@@ -588,6 +650,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
                                                             f"ended ({why})"))
             result.messages.append(f"grading this submission ended the grader's process ({why}): every check scores "
                                    "0; tell the course staff")
+        result.messages[:0] = notes.get(sid, [])
         if why:
             result.messages.append(f"not recorded in nbgrader, no feedback pages: the grader's process ended ({why})")
             if not (out / "feedback" / sid).exists():
@@ -621,12 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     out = (Path(args.out) if args.out else course.build_dir / "autograde").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    with (out / ".lock").open("w") as lock:
+    with open(RUN_LOCK, "a") as lock:           # one run a machine: runs would share the sandbox users
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            parser.error(f"another autograde run is writing {out}: wait for it, or choose another folder "
-                         "(make autograde OUT=folder, --out folder)")
+            parser.error(f"another autograde run is grading on this machine ({RUN_LOCK} is locked): its students "
+                         "use the same sandbox users; wait for it to end")
         started = time.monotonic()
         results = autograde(course, submissions, out, jobs=args.jobs)
     print(f"autograde: {len(results)} submissions in {time.monotonic() - started:.1f} s with {args.jobs} jobs; "

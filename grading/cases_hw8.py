@@ -68,6 +68,10 @@ def _checkpoint(path, reference):
     state, config = payload["state_dict"], payload["config"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return f"{path.name}: state_dict should map parameter names to tensors"
+    views = [k for k, v in state.items() if not v.is_contiguous()
+             or v.untyped_storage().nbytes() != v.numel() * v.element_size()]
+    if views:                  # e.g. torch.zeros(1).expand(10**12): a few bytes in the file, a huge tensor to check
+        return f"{path.name}: weights should be plain tensors that own their storage (not views: {views[:3]})"
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         return f"{path.name}: weights contain NaN/inf ({bad[:3]})"

@@ -122,6 +122,7 @@ class Child:
             code = None
         self.stop()
         why = {-9: " (killed: a resource limit or the grader)", -24: " (CPU time limit)", -25: " (file size limit)"}
+        why.update({128 - code: text for code, text in why.items()})     # 137, 152, 153: from the namespace's sh
         return (f"the submission's process ended before answering (exit status {code}{why.get(code, '')}); "
                 "no result counts as 0")
 

@@ -150,7 +150,8 @@ def run_nbgrader(course_dir: Path, settings_path: Path, args: list[str], timeout
     """
     cmd = [str(Path(sys.executable).parent / "nbgrader"), *args]
     proc = subprocess.Popen(cmd, cwd=course_dir, env=nbgrader_env(settings_path, extra_env), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     try:
         out, _ = proc.communicate(timeout=timeout)
         return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
@@ -158,3 +159,14 @@ def run_nbgrader(course_dir: Path, settings_path: Path, args: list[str], timeout
         os.killpg(proc.pid, 9)
         out, _ = proc.communicate()
         return subprocess.CompletedProcess(cmd, -9, out, f"timed out after {timeout:.0f} s")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the one that started it dies (an autograde worker killed for its memory or
+    time must not leave its nbgrader running)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)      # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass

@@ -125,7 +125,9 @@ def wrap(argv: list[str], hide: list[Path], keep: list[Path], uid: int = SANDBOX
                   f"mount -t tmpfs -o size={WORK_SIZE},mode=755 hw8-work {mount_point}",
                   f"cp -a {STASH}/src/. {mount_point}/", f"chown -R {uid}:{uid} {mount_point}",
                   f"umount {STASH}/src", f"cd {mount_point}"]
-    lines += [f"umount -l {STASH}", 'exec "$@"']
+    # sh stays PID 1 of the namespace and runs the student's process as its child: a namespace's init ignores
+    # signals it has no handler for (SIGXCPU, SIGXFSZ), which the limits rely on; sh exits with 128 + the signal.
+    lines += [f"umount -l {STASH}", '"$@"', "exit $?"]
     return [*UNSHARE, "--", "sh", "-c", "\n".join(lines), "sh", *drop, *argv]
 
 

@@ -163,8 +163,6 @@ def _clean_cell(cell, notes: list[str]) -> nbformat.NotebookNode | None:
     metadata = cell.get("metadata")
     nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
     meta = typed_nbgrader(nbgrader)
-    if cell["cell_type"] != "code":
-        source = safe_markdown(source)
     make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
             "raw": nbformat.v4.new_raw_cell}[cell["cell_type"]]
     clean = make(source=source, metadata={"nbgrader": meta} if meta else {})
@@ -172,14 +170,6 @@ def _clean_cell(cell, notes: list[str]) -> nbformat.NotebookNode | None:
         outputs = cell.get("outputs")
         clean.outputs = [o for o in map(_clean_output, outputs if isinstance(outputs, list) else []) if o]
     return clean
-
-
-def safe_markdown(text: str) -> str:
-    """Markdown whose HTML can run nothing, as nbconvert's SanitizeHTML makes it: tags outside its formatting set
-    (script, iframe, style, img with onerror, ...) are escaped and show as text."""
-    from nbconvert.preprocessors.sanitize import SanitizeHTML
-
-    return SanitizeHTML().sanitize_html_tags(text)
 
 
 def typed_nbgrader(nbgrader) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def load_or_train_tokenizer(
         return Tokenizer.from_file(str(path))
     tok = train_tokenizer(texts, vocab_size, lowercase)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tok.save(str(tmp))
+    os.replace(tmp, path)                     # processes training the same tokenizer at once never read half a file
     return tok
 
 

@@ -404,6 +404,22 @@ def test_any_error_while_grading_a_student_is_that_students_message_and_zeros(tm
     assert "grading stopped by an error (FakePanic: a native library panicked)" in " | ".join(result.messages)
 
 
+def test_written_answers_render_as_written_and_script_never():
+    """safe_markdown keeps every markdown cell of the instructor's notebooks (LaTeX, tables, code, links) as written,
+    and turns answers that would run script in a page into plain text."""
+    from grading.autograde import safe_markdown
+
+    for name in ("Summarization.ipynb", "Visualizing_BERT.ipynb", "Kernel_Attention.ipynb"):
+        for cell in nbformat.read(REPO / name, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                assert safe_markdown(cell.source) == cell.source, (name, cell.source[:200])
+    for hostile in ("<script>alert(1)</script>", '<img src=x onerror="alert(1)">', "[x](javascript:alert(1))",
+                    "<div>\n$<script>alert(1)</script>$\n</div>", '<a href="javascript:alert(1)">a</a>',
+                    "<iframe src=https://x></iframe>"):
+        shown = safe_markdown(hostile)
+        assert shown.startswith("*(The grader shows this answer as plain text") and hostile in shown, hostile
+
+
 def _worker(tag: str, students: dict[str, str]) -> None:
     if "bomb" in students:
         os.kill(os.getpid(), 9)                       # as the OOM killer would

@@ -330,7 +330,7 @@ for _pid in set(_os.listdir("/proc")) - {str(_os.getpid()), "self", "thread-self
         _seen.append(open(f"/proc/{_pid}/cmdline", "rb").read())
     except OSError:
         pass
-if any(b"nbgrader" in c or b"harness" in c or b"autograde" in c for c in _seen):
+if any(b"nbgrader" in c or b"autograde.py" in c for c in _seen):       # the grader's and other students' commands
     def merge_heads(x):
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
 """
@@ -398,7 +398,8 @@ def build_hostile(wrong: Path, model: Path, subs: Path, checkpoint: Path, made: 
     def scripts(nb):
         answer = next(c for c in nb.cells
                       if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution"))
-        answer.source = "My answer <script>window.HW8_XSS = 1</script><img src=x onerror=\"window.HW8_XSS = 2\">"
+        answer.source = ("My answer <script>window.HW8_XSS = 1</script><img src=x onerror=\"window.HW8_XSS = 2\"> "
+                         "[see](javascript:window.HW8_XSS=5)")
         nb.cells.append(nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
             "display_data", data={"text/html": "<script>window.HW8_XSS = 3</script>",
                                   "application/javascript": "window.HW8_XSS = 4", "text/plain": "plain"})]))
@@ -516,7 +517,9 @@ def course_file_with_test_timeouts(base: Path) -> Path:
     return path
 
 
-def gradescope_run(bundle: Path, root: Path, submission: Path, uid: int) -> dict:
+def gradescope_run(bundle: Path, root: Path, submission: Path, uid: int, limits: dict | None = None) -> dict:
+    """run_autograder on one submission in a temporary /autograder; with `limits` (gradescope_check.contained's
+    memory_bytes, cpu, timeout) inside an emulated Gradescope container, whose figures come back as "_run"."""
     (root / "results").mkdir(parents=True)
     with zipfile.ZipFile(bundle) as zf:
         zf.extractall(root / "source")
@@ -524,11 +527,17 @@ def gradescope_run(bundle: Path, root: Path, submission: Path, uid: int) -> dict
     env = {**ENV, "HW8_AUTOGRADER_ROOT": str(root), "HW8_PYTHON": sys.executable, "HW8_SANDBOX_UID": str(uid),
            "HW8_SANDBOX_EXTRA_HIDE": str(REPO)}
     started = time.monotonic()
-    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run = None
+    if limits:
+        from grading.gradescope_check import contained
+        run = contained(f"bash {root / 'source' / 'run_autograder'}", env=env, **limits)
+        assert run["returncode"] == 0, run["output"]
+    else:
+        done = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((root / "results" / "results.json").read_text())
-    results["_seconds"] = time.monotonic() - started
+    results["_seconds"], results["_run"] = time.monotonic() - started, run
     return results
 
 
@@ -610,7 +619,7 @@ def hw8():
         TIMINGS["both routes, all submissions, at once"] = time.monotonic() - started
         with (base / "autograde" / "scores.csv").open() as f:
             rows = {row["student"]: row for row in csv.DictReader(f)}
-        yield {"base": base, "course": course, "rows": rows, "log": log, "rc": autograde.returncode,
+        yield {"base": base, "course": course, "rows": rows, "log": log, "rc": autograde.returncode, "bundle": bundle,
                "gradescope": gradescope, "listener": listener, "subs": subs}
     finally:
         listener.close()
@@ -704,6 +713,8 @@ def test_malformed_and_hostile_submissions_cost_only_themselves(hw8):
     rows = hw8["rows"]
     assert "carries the grade id q1c_code" in rows["markdown_grade_id"]["messages"]
     assert "1(c) shift_matrix" not in rows["markdown_grade_id"]["messages"]
+    for honest in ("model", "wrong"):
+        assert not re.search("edited|changed|plain text|could not", rows[honest]["messages"]), rows[honest]["messages"]
     assert "could not be read and were left out" in rows["json_types"]["messages"]
     assert "larger than 40 MiB" in rows["huge_notebook"]["messages"]
     for name in ("many_cells", "huge_notebook", "json_types", "scripts"):
@@ -721,8 +732,7 @@ class _Scripts(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.in_script = tag == "script"
-        self.code += [value or "" for key, value in attrs if key.startswith("on") or (key == "src" and
-                                                                                    "javascript:" in (value or ""))]
+        self.code += [value or "" for key, value in attrs if key.startswith("on") or "javascript:" in (value or "")]
 
     def handle_endtag(self, tag):
         self.in_script = False
@@ -742,6 +752,8 @@ def test_feedback_pages_run_no_student_script(hw8):
         parser = _Scripts()
         parser.feed(page.read_text())
         assert not [c for c in parser.code if "HW8_XSS" in c], page.name
+    page = next(p for p in pages if "Visualizing_BERT" in p.name).read_text()
+    assert "The grader shows this answer as plain text" in page and "My answer" in html.unescape(page)
     graded = hw8["base"] / "autograde" / "course" / "autograded" / "scripts" / "hw8" / "Visualizing_BERT.ipynb"
     text = graded.read_text()
     assert "application/javascript" not in text and "text/html" not in text
@@ -767,6 +779,40 @@ def test_hangs_and_resources_are_bounded(hw8):
     for name, run in gs.items():
         TIMINGS[f"gradescope {name}"] = run["_seconds"]
     TIMINGS["nbgrader model (trusted checks)"] = float(hw8["rows"]["model"]["seconds"])
+
+
+# Gradescope's default container (its autograder documentation): 768 MB, half a CPU, 10 minutes, root without
+# CAP_SYS_ADMIN, so the sandbox runs without namespaces. `make gradescope-check` runs the whole corpus so on another
+# Python (Debian trixie's 3.13 and torch 2.6); this is the same on this machine's Python, for a few submissions.
+GRADESCOPE_LIMITS = {"memory_bytes": 768 * 2**20, "cpu": 0.5, "timeout": 600}
+IN_CONTAINER = ("model", "wrong", "reply_bomb", "checkpoint_bomb", "proc_spy")
+
+
+@pytest.mark.skipif(not sandbox.is_root() or not Path("/sys/fs/cgroup/memory").is_dir() or not shutil.which("capsh"),
+                    reason="needs root, cgroup v1 memory/cpu controllers and capsh")
+def test_gradescope_within_its_default_limits_and_schema(hw8):
+    from grading.gradescope_check import results_schema_problems
+    for k, name in enumerate(IN_CONTAINER):
+        results = gradescope_run(hw8["bundle"], hw8["base"] / "gs-limited" / name, hw8["subs"][name],
+                                 sandbox.SANDBOX_UID + 200 + k, GRADESCOPE_LIMITS)
+        run = results.pop("_run")
+        seconds = results.pop("_seconds")
+        assert results_schema_problems(results) == [], name
+        assert results["score"] == EXPECTED[name][0], (name, sorted(_failed(results["tests"])))
+        assert run["oom_kills"] == 0 and not run["timed_out"] and run["peak_bytes"] <= GRADESCOPE_LIMITS["memory_bytes"]
+        assert "no namespaces here" in results["output"], results["output"][:500]
+        TIMINGS[f"gradescope {name} at 768 MB / half a CPU (peak {run['peak_bytes'] / 2**20:.0f} MiB)"] = seconds
+
+
+def test_results_schema_check_finds_what_gradescope_would_refuse():
+    from grading.gradescope_check import results_schema_problems
+    from grading.harness import TestResult, write_results
+    with tempfile.TemporaryDirectory() as tmp:
+        good = write_results(Path(tmp) / "results.json", [TestResult("a", 1, 2, "x")], "out", 3.2)
+    assert results_schema_problems(good) == []
+    assert results_schema_problems({**good, "visibility": "everyone"})
+    assert results_schema_problems({**good, "tests": [{**good["tests"][0], "score": 3}]})
+    assert results_schema_problems({k: v for k, v in good.items() if k != "execution_time"})
 
 
 @pytest.fixture(scope="module", autouse=True)
