@@ -173,10 +173,10 @@ def _long_linear_inputs(g, n=65536):
             "kwargs": {"key_padding_mask": _padding(g, 2, n)}}
 
 
-def _long_causal_inputs(g, n=8192, f=512, m=512):
-    """(1, N, F) positive features, (1, N, M) values: all S_i at once, an (N, F, M) tensor, is 8 GiB in float32;
-    carrying S and Z across chunks needs a few MiB. Small N and large F, M keep the inputs small (48 MiB: the parent
-    encodes them within Gradescope's 768 MB)."""
+def _long_causal_inputs(g, n=4096, f=384, m=384):
+    """(1, N, F) positive features, (1, N, M) values: all S_i at once, an (N, F, M) tensor, is 2.25 GiB in float32,
+    more than the grader gives the student's code (grading/child.py MEMORY_LIMIT); carrying S and Z from chunk to
+    chunk needs a few MiB. Small N and large F, M keep the inputs small (18 MiB) for Gradescope's 768 MB."""
     return {"args": [(0.5 * randn(g, 1, n, f)).exp(), (0.5 * randn(g, 1, n, f)).exp(), randn(g, 1, n, m)]}
 
 
@@ -218,14 +218,14 @@ CASES = [
                                                              .expand(2, 3, 11)}}, atol=1e-4),
     Case("linear_attention (eq. 2) on 65536 queries and keys, without an N x N matrix", 1, f"{KA}:linear_attention",
          _long_linear_inputs, atol=1e-5,
-         hint="N = 65536: an N x N matrix (16 GiB in float32) does not fit in the 8 GiB the grader gives your code; "
+         hint="N = 65536: an N x N matrix (16 GiB in float32) does not fit in the 2 GiB the grader gives your code; "
               "eq. 2 computed right to left never forms it"),
     Case("causal_linear_attention_reference (eq. 6, S_i and Z_i)", 1, f"{KA}:causal_linear_attention_reference",
          lambda g: {"args": list(_phi_inputs(g, 10, 10))}, atol=1e-4),
-    Case("causal_linear_attention on 8192 positions with F = M = 512, without all S_i at once", 1,
+    Case("causal_linear_attention on 4096 positions with F = M = 384, without all S_i at once", 1,
          f"{KA}:causal_linear_attention", _long_causal_inputs, atol=1e-5,
-         hint="N = 8192, F = M = 512: every S_i at once, an (N, F, M) tensor, is 8 GiB in float32 and does not "
-              "fit in the 8 GiB the grader gives your code; carry S and Z from chunk to chunk"),
+         hint="N = 4096, F = M = 384: every S_i at once, an (N, F, M) tensor, is 2.25 GiB in float32 and does not "
+              "fit in the 2 GiB the grader gives your code; carry S and Z from chunk to chunk"),
     Case("PerformerAttention with your FavorPositiveFeatures and linear_attention", 1, f"{KA}:PerformerAttention",
          lambda g: {"init": {"args": [8, 2], "kwargs": {"n_random": 16, "feature_map": "favor+"}},
                     "args": [*(3 * [randn(g, 2, 6, 8)])], "kwargs": {"causal": False}},

@@ -39,7 +39,7 @@ LINEAR_LONG = "linear_attention (eq. 2) on 65536 queries and keys, without an N 
 CAUSAL = ("causal_linear_attention_reference (eq. 6, S_i and Z_i)",
           "3(b) causal_linear_attention_reference on 13 positions",
           "3(b) causal_linear_attention (chunks of 4) equals eq. 6")
-CAUSAL_LONG = "causal_linear_attention on 8192 positions with F = M = 512, without all S_i at once"
+CAUSAL_LONG = "causal_linear_attention on 4096 positions with F = M = 384, without all S_i at once"
 
 FAVOR_PARTS = '''
 _exact_forward = FavorPositiveFeatures.forward
