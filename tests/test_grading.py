@@ -441,6 +441,47 @@ def test_workers_that_die_or_hang_are_reported_and_the_others_finish():
     assert time.monotonic() - started < 30
 
 
+def test_a_worker_killed_while_grading_costs_only_that_students_row(mini, submissions, scratch, monkeypatch):
+    """A batch of three in two worker processes, one of which is SIGKILLed (as the OOM killer would) while grading
+    "bomb": the shard's other student is regraded alone and keeps its full score, feedback and gradebook row; "bomb"
+    gets a row of zeros that says why; the merged gradebook holds only the students who finished."""
+    import multiprocessing
+
+    from nbgrader.api import Gradebook
+
+    from grading import autograde
+
+    if not sandbox.is_root():
+        pytest.skip("the sandbox users need root")
+    subs = scratch / "killed_worker_subs"
+    for name in ("alice", "bomb", "carol"):
+        shutil.copytree(submissions["folders"]["solution"], subs / name)
+    real_grade_one = autograde.grade_one
+
+    def grade_one(course, root, sid, entry, hide, uid):
+        if sid == "bomb":
+            os.kill(os.getpid(), 9)
+        return real_grade_one(course, root, sid, entry, hide, uid)
+
+    monkeypatch.setattr(autograde, "grade_one", grade_one)        # forked workers inherit it
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(autograde.multiprocessing, "get_context", lambda _: fork)
+    out = scratch / "killed_worker_out"
+    results = {r.student: r for r in autograde.autograde(mini["course"], subs, out, jobs=2)}
+    assert {s: r.total for s, r in results.items()} == {"alice": 8, "bomb": 0, "carol": 8}
+    assert "grading this submission ended the grader's process (killed (out of memory?))" in \
+        " | ".join(results["bomb"].messages)
+    assert results["alice"].manual_max == results["carol"].manual_max == 1
+    for name in ("alice", "carol"):
+        assert (out / "feedback" / name / "Mini.html").is_file(), name
+    with (out / "scores.csv").open() as f:
+        assert [row["student"] for row in csv.DictReader(f)] == ["alice", "bomb", "carol"]
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
+        assert {s.id for s in gb.students} == {"alice", "carol"}
+    phases = json.loads((out / "phases.json").read_text())
+    assert phases["regraded alone"] == 2                        # the shard of alice and bomb
+
+
 def test_gradescope_harness_grades_the_whole_corpus(graded):
     with zipfile.ZipFile(graded["bundle"]) as zf:
         names = set(zf.namelist())
