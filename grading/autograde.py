@@ -626,7 +626,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     crashed = run_workers(len(shards), work, start, lambda n: 300 + per_student * n)
     again = [(f"alone{everyone.index(s)}", {s: entry_of[s]}) for tag, students in work if tag in crashed
              for s in students]
-    crashed_alone = run_workers(len(shards), again, start, lambda n: 300 + per_student * n)
+    crashed_alone = run_workers(1, again, start, lambda n: 300 + per_student * n)    # one at a time: least memory
     phases[f"{len(shards)} shards in parallel, {len(again)} students regraded alone (until the last)"] = \
         time.monotonic() - clock
     clock = time.monotonic()
