@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -67,10 +68,23 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
-    return torch.bfloat16 if caps.get("avx512_bf16") or caps.get("amx_bf16") else None
+    if device.type == "cuda":          # native bf16 from Ampere (8.0) on; a T4 (7.5) only emulates it: float32
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """True if the CPU has AVX512-BF16 or AMX-BF16 instructions (torch's own report where it has one: torch < 2.8
+    lacks torch.cpu.get_capabilities, so Linux's /proc/cpuinfo flags are read instead; elsewhere False)."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        caps = get()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def lr_factor(step: int, warmup: int, total: int, floor: float = 0.1) -> float:

@@ -1,6 +1,7 @@
 """Unit tests of the summarizer package: shapes, masks, copy head, decoding, training, checkpoints."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from summarizer.evaluate import lead_summary, rouge, rouge_table
 from summarizer.model import Summarizer, SummarizerConfig
 from summarizer.settings import FAST, FULL, settings
 from summarizer.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode, encode, train_tokenizer
-from summarizer.train import autocast_dtype, lr_factor, train_model, validation_loss
+from summarizer.train import autocast_dtype, cpu_has_native_bf16, lr_factor, train_model, validation_loss
 
 V = 40
 
@@ -258,11 +259,21 @@ def test_autocast_dtype_choice():
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu, "fp32") is None
     assert autocast_dtype(cpu, "bf16") is torch.bfloat16
-    caps = torch.cpu.get_capabilities()
-    native = caps.get("avx512_bf16") or caps.get("amx_bf16")
-    assert autocast_dtype(cpu, "auto") is (torch.bfloat16 if native else None)
+    assert autocast_dtype(cpu, "auto") is (torch.bfloat16 if cpu_has_native_bf16() else None)
     with pytest.raises(ValueError, match="precision='fp16'"):
         autocast_dtype(cpu, "fp16")
+
+
+def test_native_bf16_is_found_without_torch_cpu_get_capabilities(monkeypatch):
+    """torch < 2.8 (Debian's 2.6) has no torch.cpu.get_capabilities: Linux's CPU flags say the same; on a GPU, bf16
+    only from compute capability 8.0 (a T4, 7.5, trains in float32)."""
+    with_torch = cpu_has_native_bf16()
+    if Path("/proc/cpuinfo").is_file():
+        monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+        assert cpu_has_native_bf16() == with_torch
+    for capability, dtype in (((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert autocast_dtype(torch.device("cuda"), "auto") is dtype, capability
 
 
 def test_bf16_autocast_loss_matches_float32():
