@@ -420,6 +420,28 @@ def test_written_answers_render_as_written_and_script_never():
         assert shown.startswith("*(The grader shows this answer as plain text") and hostile in shown, hostile
 
 
+def test_a_check_that_raises_anything_costs_only_itself(submissions, monkeypatch):
+    """A panic (a BaseException) while running one check: that check scores 0 with a message, every other check of
+    the submission is graded as usual."""
+    from grading import harness
+
+    course = load_course(MINI / "course.toml")
+    cases = harness.load_cases(course.cases_path)
+    real_run_one = harness._run_one
+
+    def run_one(case, *args):
+        if case.name == cases[0].name:
+            raise FakePanic("a native library panicked")
+        return real_run_one(case, *args)
+
+    monkeypatch.setattr(harness, "_run_one", run_one)
+    results = harness.run_course(course, submissions["folders"]["solution"], hide=[], cases=cases,
+                                 uid=sandbox.SANDBOX_UID + 450)
+    assert [r.name for r in results] == [c.name for c in cases]
+    assert results[0].score == 0 and "FakePanic: a native library panicked" in results[0].output
+    assert all(r.score == r.max_score for r in results[1:]), [(r.name, r.output[:200]) for r in results[1:]]
+
+
 def _worker(tag: str, students: dict[str, str]) -> None:
     if "bomb" in students:
         os.kill(os.getpid(), 9)                       # as the OOM killer would
