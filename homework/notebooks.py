@@ -332,6 +332,9 @@ def reusable(executed: Path, source: Path, fast: bool) -> bool:
     return ran and not failed
 
 
+KERNEL_STARTS = 3     # tries to start a notebook's kernel before its first cell
+
+
 def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | None = None, *,
                  allow_errors: bool = True, echo: bool = True) -> tuple[nbformat.NotebookNode, NotebookRun]:
     """Execute `source` (cwd = its folder, HW8_FAST passed to the kernel) and save it to `destination` (which may
@@ -369,11 +372,14 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
                 progress.write(f"  ({seconds:.0f} s)\n")
 
     env = dict(os.environ, HW8_FAST="1" if fast else "0")
-    client = EchoingClient(nb, echo=progress, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                           resources={"metadata": {"path": str(source.parent)}},
-                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                           on_cell_execute=on_cell_execute, on_cell_error=on_cell_error,
-                           on_cell_executed=on_cell_executed)
+
+    def new_client() -> EchoingClient:
+        return EchoingClient(nb, echo=progress, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                             resources={"metadata": {"path": str(source.parent)}},
+                             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                             on_cell_execute=on_cell_execute, on_cell_error=on_cell_error,
+                             on_cell_executed=on_cell_executed)
+
     destination.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     print(f"executing {name} ({'fast' if fast else 'full'} mode) -> {destination}", flush=True)
@@ -383,7 +389,15 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
         nb.metadata["hw8"] = {"fast": fast, "failed_cells": [asdict(f) for f in run.failures]}
 
     try:
-        client.execute(env=env)
+        for attempt in range(KERNEL_STARTS):
+            client = new_client()
+            try:
+                client.execute(env=env)
+                break
+            except RuntimeError as error:      # a kernel that died before any cell ran (e.g. another kernel took
+                if current["index"] is not None or attempt == KERNEL_STARTS - 1:     # its port as it started):
+                    raise                                                            # a fresh kernel, new ports
+                print(f"the kernel did not start ({str(error)[:200]}); starting another", file=sys.stderr)
     except CellExecutionError:
         record()
         failed = destination.with_suffix(".failed.ipynb")

@@ -278,3 +278,24 @@ def test_a_full_run_stands_in_for_a_fast_one_unless_the_same_mode_is_asked(tmp_p
     assert ran == []                                                      # reused the full copy
     notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10, same_mode=True)
     assert ran == [executed_dir / "One.fast.ipynb"]                      # executed in fast mode instead
+
+
+def test_a_kernel_that_dies_before_the_first_cell_is_started_again(tmp_path, monkeypatch, capsys):
+    """Two kernels starting at once can race for a port (ZMQError: Address already in use) and one dies before
+    kernel_info: run_notebook starts a fresh kernel instead of failing the notebook; a kernel that dies later is
+    reported as before."""
+    from homework import notebooks
+
+    real_execute, calls = notebooks.EchoingClient.execute, []
+
+    def execute(self, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real_execute(self, **kwargs)
+
+    monkeypatch.setattr(notebooks.EchoingClient, "execute", execute)
+    path = write(tmp_path / "Demo.ipynb", [nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb, run = notebooks.run_notebook(path, path, fast=True, echo=False)
+    assert len(calls) == 2 and not run.failures and "42" in nb.cells[0].outputs[0]["text"]
+    assert "the kernel did not start" in capsys.readouterr().err
