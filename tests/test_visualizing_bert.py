@@ -445,7 +445,8 @@ def test_notebook_executes_offline_and_every_view_produces_html(executed_noteboo
     # one convention: layers and heads from 0 (bertviz's), the embeddings named as such, low entropy = sharpest
     assert "strongest 'entropy'" not in text.lower() and "strongest entropy" not in text.lower()
     assert "sharpest heads (lowest entropy)" in text and text.count(vb.COUNTED_FROM_0) >= 5
-    table = next(cell.outputs[0].text for cell in executed_notebook.cells if "vb.comparison_table(" in cell.source)
+    table = next("".join(out.get("text", "") for out in cell.outputs if out.get("name") == "stdout")
+                 for cell in executed_notebook.cells if "vb.comparison_table(" in cell.source)   # (in 1 or more chunks)
     layers = [line.split("|")[0].strip() for line in table.splitlines() if line.count("|") == 5]
     assert layers == ["layer", "embeddings", *map(str, range(6))]  # MiniLM: 6 layers
     html_outputs = [out["data"]["text/html"] for cell in executed_notebook.cells for out in cell.get("outputs", [])
