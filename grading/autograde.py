@@ -54,7 +54,7 @@ import nbformat
 
 from grading import sandbox
 from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
-from grading.harness import TestResult, load_cases, run_course
+from grading.harness import TestResult, load_cases, run_course, write_atomically
 from grading.nbgrader_course import make_course_dir, run_nbgrader
 from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries, typed_nbgrader
 from homework.parts import cell_grade_id
@@ -290,10 +290,12 @@ def unpack(zip_path: Path, dest: Path, messages: list[str]) -> Path:
 # ------------------------------------------------------------------------------------------------ trusted checks
 
 
-def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str], uid: int) -> StudentResult:
-    """Stage one submission and run its trusted checks; never raises (KeyboardInterrupt aside): whatever goes wrong
-    (an exception of any kind, a native library's panic, memory) becomes this student's message and 0 for the checks
-    not run."""
+def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str], uid: int,
+              cases: list | None = None) -> StudentResult:
+    """Stage one submission and run its trusted checks (`cases`: the course's, loaded once by the caller, else
+    here); never raises (KeyboardInterrupt aside): whatever goes wrong (an exception of any kind, a native library's
+    panic, memory) becomes this student's message and 0 for the checks not run."""
+    cases = load_cases(course.cases_path) if cases is None else cases
     result, started = StudentResult(sid), time.monotonic()
     scratch = sandbox.private_folder("hw8-unzip-")
     try:
@@ -301,7 +303,7 @@ def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str]
         submitted = root / "submitted" / sid / course.assignment_id
         shutil.rmtree(submitted, ignore_errors=True)                 # what a worker that died may have left
         result.messages += stage(course, entry, submitted, scratch, released)
-        result.trusted = run_course(course, submitted, hide=[Path(p) for p in hide], uid=uid)
+        result.trusted = run_course(course, submitted, hide=[Path(p) for p in hide], uid=uid, cases=cases)
     except BaseException as err:  # noqa: BLE001 - e.g. pyo3's PanicException, MemoryError: this student's alone
         if isinstance(err, KeyboardInterrupt):
             raise
@@ -309,7 +311,7 @@ def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str]
                                "not run score 0; tell the course staff")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    result.trusted = complete(result.trusted, load_cases(course.cases_path), "not run: grading stopped earlier")
+    result.trusted = complete(result.trusted, cases, "not run: grading stopped earlier")
     result.messages += [f"{t.name}: {summary(t.output)}" for t in result.trusted if t.score < t.max_score]
     result.seconds = time.monotonic() - started
     return result
@@ -490,6 +492,7 @@ def grade_group(course_file: str, course_dir: str, tag: str, students: dict[str,
     _prefer_as_oom_victim(500)                     # the main process outlives a worker that runs out of memory
     torch.set_num_threads(threads)
     course, root = load_course(course_file), Path(course_dir)
+    cases = load_cases(course.cases_path)
     phases, clock = {}, time.monotonic()
     results = {}
     for sid in students:                        # what a worker that died may have left must not count as done
@@ -499,7 +502,8 @@ def grade_group(course_file: str, course_dir: str, tag: str, students: dict[str,
     for sid, entry in students.items():
         path = root / "results" / f"{sid}.json"
         if not path.exists():
-            write_atomically(path, json.dumps(asdict(grade_one(course, root, sid, Path(entry), hide, uids[sid]))))
+            write_atomically(path, json.dumps(asdict(grade_one(course, root, sid, Path(entry), hide, uids[sid],
+                                                               cases))))
         results[sid] = read_result(path)
     phases["trusted checks"], clock = time.monotonic() - clock, time.monotonic()
     gradebook = root / f"gradebook.{tag}.db"
@@ -532,13 +536,6 @@ def _prefer_as_oom_victim(score: int) -> None:
         Path("/proc/self/oom_score_adj").write_text(str(score))
     except OSError:
         pass
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_result(path: Path) -> StudentResult:
@@ -590,7 +587,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
         print(f"not submissions (ignored): {', '.join(ignored[:20])}", flush=True)
     if not entries:
         raise FileNotFoundError(f"{submissions} holds no submission folders or zips")
-    ids = list(entries)
+    everyone = list(entries)
     out.mkdir(parents=True, exist_ok=True)
     for old in ("scores.csv", "phases.json", "autograde.log"):          # no file of an earlier run looks new
         (out / old).unlink(missing_ok=True)
@@ -610,7 +607,6 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{gen.stdout[-3000:]}")
     print(sandbox.describe(), flush=True)
     hide = [str(p) for p in (course.root, out, course_dir, submissions.resolve())]
-    everyone = ids
     entry_of = {sid: str(e) for sid, e in entries.items()}
     uids = {sid: sandbox.SANDBOX_UID + 1 + k for k, sid in enumerate(everyone)}
     shards = shards_of(everyone, jobs)
@@ -663,7 +659,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     (out / "phases.json").write_text(json.dumps({"students": len(everyone), "shards": len(shards),
                                                  "regraded alone": len(again), "seconds": phases}, indent=1))
     print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
-    problems = {**{t: w for t, w in crashed.items()}, **crashed_alone}
+    problems = {**crashed, **crashed_alone}
     print(f"summary: {len(results)} students, {sum(r.total == r.max_total for r in results)} with every check; "
           f"workers that ended early: {problems or 'none'}", flush=True)
     return results

@@ -207,11 +207,16 @@ def write_results(path: Path, results: list[TestResult], output: str, seconds: f
     payload = {"score": round(sum(r.score for r in results), 4), "execution_time": round(seconds),
                "output": output, "output_format": "text", "visibility": "visible", "stdout_visibility": "hidden",
                "tests": [r.as_gradescope() for r in results]}
+    write_atomically(path, json.dumps(payload, indent=1))
+    return payload
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.write_text(text)
     os.replace(tmp, path)
-    return payload
 
 
 def gradescope(root: Path) -> dict:
