@@ -73,15 +73,16 @@ def results_path(run: RunSettings, precision: str) -> str:
     return f"{RESULTS_DIR}/results.{'fast' if run.fast else 'full'}-{precision}.json"
 
 
-def configure_threads() -> int:
-    """Set torch's CPU threads from HW8_THREADS when given (e.g. 1 on a machine shared with other jobs, where extra
-    threads only wait for each other); return the number in use."""
+def configure_threads() -> str:
+    """Set torch's CPU threads from HW8_THREADS when given; otherwise training picks the count by timing its own
+    steps (`summarizer.threads`: fewer threads when another program keeps a core busy). Returns what is in effect."""
     import torch
 
     threads = run_flags.threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    return torch.get_num_threads()
+        return f"{threads} (HW8_THREADS)"
+    return f"{torch.get_num_threads()}, re-chosen during training by timing its steps"
 
 
 def graded_checkpoint() -> tuple[str, float]:

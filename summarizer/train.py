@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 import run_flags
 from summarizer.batching import EncodedPairs, iterate_batches, sequential_batches
 from summarizer.model import Summarizer
+from summarizer.threads import ThreadChooser
 from summarizer.tokenizer import PAD_ID
 
 HISTORY_KEYS = ("steps", "train_loss", "val_steps", "val_loss", "seconds", "precision")
@@ -116,6 +117,8 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
     end.
 
     precision: "auto" (bf16 autocast where native, see `autocast_dtype`), "bf16" or "fp32"; None: HW8_PRECISION.
+    On a CPU, torch's thread count is chosen by timing the steps (`summarizer.threads`) unless HW8_THREADS is set; the
+    last choice stays in effect after training.
     """
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
@@ -130,10 +133,14 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, steps))
     history = TrainHistory(precision="fp32" if dtype is None else "bf16")
     batches = iterate_batches(train_pairs, batch_size, seed, model.device)
+    chooser = ThreadChooser.for_device(model.device)
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=2.0)
     for step in bar:
         src, tgt_in, tgt_out = next(batches)
+        if chooser:
+            chooser.before_step()
+            step_start = time.perf_counter()
         with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = model.loss(src, tgt_in, tgt_out)
         opt.zero_grad(set_to_none=True)
@@ -143,10 +150,13 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
         sched.step()
         history.steps.append(step)
         history.train_loss.append(loss.item())
+        if chooser:
+            chooser.after_step(time.perf_counter() - step_start, src.numel() + tgt_in.numel())
         if step % eval_every == 0 or step == steps:
             history.val_steps.append(step)
             history.val_loss.append(validation_loss(model, val_pairs))
-            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
+            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}",
+                            threads=torch.get_num_threads())
     history.seconds = time.perf_counter() - start
     model.eval()
     return history

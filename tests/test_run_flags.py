@@ -125,9 +125,13 @@ def test_configure_threads_reads_hw8_threads(monkeypatch):
     from summarizer.settings import configure_threads
 
     current = torch.get_num_threads()
-    assert configure_threads() == current                    # unset: torch's own choice is kept
-    monkeypatch.setenv("HW8_THREADS", str(current))
-    assert configure_threads() == current
+    assert configure_threads().startswith(f"{current}, re-chosen")  # unset: torch's own count, then training's choice
+    assert torch.get_num_threads() == current
+    monkeypatch.setenv("HW8_THREADS", "1")
+    try:
+        assert configure_threads() == "1 (HW8_THREADS)" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(current)
     monkeypatch.setenv("HW8_THREADS", "many")
     with pytest.raises(ValueError, match="HW8_THREADS"):
         configure_threads()
