@@ -371,7 +371,10 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
             if seconds >= 10:
                 progress.write(f"  ({seconds:.0f} s)\n")
 
-    env = dict(os.environ, HW8_FAST="1" if fast else "0")
+    # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning, so that when another program
+    # holds a core, the threads that wait for it do not take the remaining one (summarizer/RESULTS.md, "Threads on a
+    # busy machine"); a value the user set is kept.
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "HW8_FAST": "1" if fast else "0"}
 
     def new_client() -> EchoingClient:
         return EchoingClient(nb, echo=progress, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,

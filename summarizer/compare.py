@@ -37,13 +37,13 @@ def sweep_settings(lrs: Sequence[float], n_randoms: Sequence[int]) -> list[tuple
 
 
 def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs: Sequence[float],
-                    n_randoms: Sequence[int], n_rouge: int = 300, seed: int = 0,
-                    progress: bool = True) -> list[SweepRun]:
+                    n_randoms: Sequence[int], n_rouge: int = 300, seed: int = 0, progress: bool = True,
+                    device: torch.device | str = "cpu") -> list[SweepRun]:
     """Train every setting of sweep_settings for `steps` steps on the same batches (same seed), then score it.
 
     Equal steps, data order and initial seed make the comparison fair; the models are the main architecture at the
     smaller widths run.sweep_d_model / run.sweep_d_ff, without dropout. ROUGE: greedy decoding of the first
-    `n_rouge` test articles.
+    `n_rouge` test articles. The models train on `device` (the notebook's: CUDA when present).
     """
     results = []
     articles, references = corpus.test_articles[:n_rouge], corpus.test_summaries[:n_rouge]
@@ -52,7 +52,7 @@ def attention_sweep(corpus: PreparedCorpus, run: RunSettings, *, steps: int, lrs
         torch.manual_seed(seed)
         model = build_model(run, corpus.tokenizer.get_vocab_size(), attention=attention,
                             n_random=n_random or DEFAULT_N_RANDOM,
-                            d_model=run.sweep_d_model, d_ff=run.sweep_d_ff, dropout=0.0)  # < 1 epoch: no dropout
+                            d_model=run.sweep_d_model, d_ff=run.sweep_d_ff, dropout=0.0).to(device)  # < 1 epoch
         history = train_model(model, corpus.train, corpus.validation, steps=steps, batch_size=run.batch_size, lr=lr,
                               warmup=max(1, steps // 10), eval_every=max(1, steps // 5), seed=seed, desc=name,
                               progress=progress)

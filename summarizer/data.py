@@ -1,8 +1,8 @@
 """The summarization corpus: (article, summary) pairs as a Hugging Face `DatasetDict` (train / validation / test).
 
 Default (offline): Debian package descriptions shipped in `data/` (summary = a package's one-line synopsis,
-article = its long description; provenance and statistics in data/README.md). Online, `source="cnn_dailymail"`
-or `source="xsum"` loads a news corpus from the Hugging Face hub with the same column names.
+article = its long description; provenance and statistics in data/README.md). It is the only source: the course's
+settings, thresholds and worked answers are measured on it (a hub news corpus would need all of them redone).
 
     from summarizer.data import load_corpus
     corpus = load_corpus()                                  # DatasetDict: train / validation / test
@@ -31,12 +31,6 @@ REBUILD_HINT = ("rebuild it with `python data/build_corpus.py --update` (as root
                 "or restore it with `git checkout -- data/`")
 # Sizes used when HW8_FAST=1 (or fast=True) and no max_examples is given.
 FAST_MAX_EXAMPLES = {"train": 2000, "validation": 200, "test": 200}
-# Hub datasets: (repository, configuration, article column, summary column).
-HUB_SOURCES = {
-    "cnn_dailymail": ("abisee/cnn_dailymail", "3.0.0", "article", "highlights"),
-    "xsum": ("EdinburghNLP/xsum", None, "document", "summary"),
-}
-SOURCES = ("debian", *HUB_SOURCES)
 
 
 def corpus_files(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -98,29 +92,6 @@ def _load_debian(data_dir):
     return corpus
 
 
-def _load_hub(source):
-    """A hub summarization corpus with its columns renamed to `article` / `summary` (needs network)."""
-    if run_flags.hub_offline():
-        raise ConnectionError(f"source={source!r} downloads from the Hugging Face hub, but HF_HUB_OFFLINE / "
-                              "HF_DATASETS_OFFLINE is set; use source='debian' (shipped in data/) offline")
-    from datasets import DatasetDict, load_dataset
-
-    repo, config, article_column, summary_column = HUB_SOURCES[source]
-    try:
-        corpus = load_dataset(repo, config)
-    except Exception as first_error:  # a script-based hub dataset: its auto-converted Parquet branch still loads
-        try:
-            corpus = load_dataset(repo, config, revision="refs/convert/parquet")
-        except Exception as err:
-            raise ConnectionError(f"could not load {repo} from the Hugging Face hub ({first_error}; {err}); "
-                                  "use source='debian' (shipped in data/) offline") from err
-    return DatasetDict({
-        split: corpus[split].select_columns([article_column, summary_column]).rename_columns(
-            {article_column: "article", summary_column: "summary"})
-        for split in SPLITS
-    })
-
-
 def shrink(corpus, max_examples: int | Mapping[str, int | None] | None, seed: int = 0):
     """Keep a seeded random subset of at most max_examples rows per split (dict: per split; None: all), in order."""
     from datasets import DatasetDict
@@ -145,7 +116,6 @@ def shrink(corpus, max_examples: int | Mapping[str, int | None] | None, seed: in
 
 
 def load_corpus(
-    source: str = "debian",
     *,
     data_dir: str | os.PathLike | None = None,
     max_examples: int | Mapping[str, int | None] | None = None,
@@ -154,16 +124,14 @@ def load_corpus(
 ):
     """Load the summarization corpus as a `datasets.DatasetDict` with splits train / validation / test.
 
-    source: "debian" (default, offline, from data_dir or the repository's data/) | "cnn_dailymail" | "xsum" (hub).
+    data_dir: the folder of the corpus files (default: the repository's data/).
     max_examples: keep a seeded random subset of at most this many rows per split (an int for every split, or a
         dict such as {"train": 2000, "validation": 200}; missing or None = the whole split).
     fast: shrink to FAST_MAX_EXAMPLES when max_examples is not given; None reads HW8_FAST from the environment.
     Columns: `article`, `summary` (str); the Debian corpus adds `package`, `source`, `family`.
     Raises FileNotFoundError / ValueError naming the missing or corrupt file and how to rebuild it.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
-    corpus = _load_debian(data_dir) if source == "debian" else _load_hub(source)
+    corpus = _load_debian(data_dir)
     if fast is None:
         fast = run_flags.fast()
     if max_examples is None and fast:

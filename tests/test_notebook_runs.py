@@ -299,3 +299,18 @@ def test_a_kernel_that_dies_before_the_first_cell_is_started_again(tmp_path, mon
     nb, run = notebooks.run_notebook(path, path, fast=True, echo=False)
     assert len(calls) == 2 and not run.failures and "42" in nb.cells[0].outputs[0]["text"]
     assert "the kernel did not start" in capsys.readouterr().err
+
+
+def test_kernels_wait_passively_unless_the_user_chose(tmp_path, monkeypatch):
+    """make run's kernels get OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep: a busy core no longer makes torch's
+    other thread spin), a value already set is passed on unchanged, and HW8_FAST follows `fast`."""
+    from homework import notebooks
+
+    path = write(tmp_path / "Env.ipynb", [nbformat.v4.new_code_cell(
+        "import os\nprint(os.environ.get('OMP_WAIT_POLICY'), os.environ['HW8_FAST'])")])
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    nb, _ = notebooks.run_notebook(path, path, fast=True, echo=False)
+    assert nb.cells[0].outputs[0]["text"] == "PASSIVE 1\n"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    nb, _ = notebooks.run_notebook(path, path, fast=False, echo=False)
+    assert nb.cells[0].outputs[0]["text"] == "ACTIVE 0\n"
