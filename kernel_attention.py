@@ -809,9 +809,6 @@ def causal_linear_attention(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk_size:
 # 6. Performer attention: multi-head attention with the softmax kernel replaced by feature maps
 # ----------------------------------------------------------------------------------------------------------------------
 
-_FUSED_FAVOR_ATTENTION = None   # a fused FAVOR+ implementation once one registers: PerformerAttention(fast=True)
-
-
 class PerformerAttention(MultiHeadAttention):
     """Drop-in replacement for MultiHeadAttention (same constructor first arguments, same forward signature) that
     computes each head with kernelized linear attention (linear_attention with a feature map).
@@ -833,17 +830,12 @@ class PerformerAttention(MultiHeadAttention):
     only if nothing is added to the normaliser. An absolute eps would not cancel: it would let a future key's
     stabilising constant leak into causal outputs and swamp small (but valid) normalisers. A zero normaliser (every
     key masked) still gives a zero output.
-
-    fast=True (opt-in, off by default) lets a FavorPositiveFeatures map use a fused implementation of the same
-    computation when one has registered itself in `_FUSED_FAVOR_ATTENTION` (the benchmark's); without one, for other
-    feature maps and with return_weights=True, the path described above is used.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_key_value: int | None = None, dropout: float = 0.0,
                  bias: bool = True, n_random: int = DEFAULT_N_RANDOM, feature_map: str | FeatureMap = "favor+",
-                 redraw_features: bool = False, chunk_size: int = 64, eps: float = 0.0, fast: bool = False):
+                 redraw_features: bool = False, chunk_size: int = 64, eps: float = 0.0):
         super().__init__(d_model, n_heads, d_key_value, dropout, bias)
-        self.fast = fast
         if isinstance(feature_map, FeatureMap):
             self.feature_map = feature_map                              # a ready-made map of input width Dh
         else:
@@ -879,10 +871,6 @@ class PerformerAttention(MultiHeadAttention):
         out_dtype = q.dtype
         q, k, v = _upcast(q, k, v)
         keys = key_padding_mask[:, None, :] if key_padding_mask is not None else None   # (B, 1, N_k)
-        if (self.fast and _FUSED_FAVOR_ATTENTION is not None and not return_weights
-                and type(self.feature_map) is FavorPositiveFeatures):
-            out = _FUSED_FAVOR_ATTENTION(q, k, v, self.feature_map, causal=causal, key_padding_mask=keys, eps=self.eps)
-            return F.dropout(out, self.dropout, self.training).to(out_dtype), None
         phi_q = self.feature_map(q, is_query=True)                      # (B, H, N_q, n_features)
         phi_k = self.feature_map(k, is_query=False)                     # (B, H, N_k, n_features)
         if causal:

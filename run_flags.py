@@ -9,7 +9,6 @@ never silently picks a mode. This module imports nothing from the repository (ev
     HW8_REUSE_CHECKPOINT  reuse_checkpoint(): the summarization notebook loads its saved model instead of training
     HW8_PRECISION         precision(): training precision, "auto" (default) | "fp32" | "bf16"
     HF_HUB_OFFLINE, HF_DATASETS_OFFLINE   hub_offline(): never contact the Hugging Face hub (either one set)
-    HW8_CHECKPOINT        checkpoint_path(): the checkpoint file to grade, or None for the run's own
     HW8_SIGN              sign_notebooks(): executed notebooks are signed as trusted (default); 0 leaves them unsigned
 """
 
@@ -69,12 +68,6 @@ def precision() -> str:
 def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set: nothing may be downloaded from the Hugging Face hub."""
     return flag("HF_HUB_OFFLINE") or flag("HF_DATASETS_OFFLINE")
-
-
-def checkpoint_path() -> str | None:
-    """HW8_CHECKPOINT: the checkpoint file the saved-model test grades (the autograder points it at the submitted
-    checkpoints/summarizer.pt), or None when unset or empty."""
-    return os.environ.get("HW8_CHECKPOINT", "").strip() or None
 
 
 def sign_notebooks() -> bool:

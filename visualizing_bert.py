@@ -287,24 +287,6 @@ def attention_for(loaded: LoadedModel, text: str, text_pair: str | None = None):
     return attention, tokens, sentence_b_start
 
 
-@torch.no_grad()
-def hidden_state_similarity(loaded: LoadedModel, text_a: str, text_b: str, word: str) -> np.ndarray:
-    """Cosine similarity of `word`'s hidden state in two sentences: shape (L + 1,), index 0 = the embeddings (the input
-    of layer 0), index l + 1 = the output of layer l (layers counted from 0, as in bertviz).
-
-    `word` must be one token of both sentences (e.g. "bank").
-    """
-    vectors = []
-    for text in (text_a, text_b):
-        encoded = loaded.tokenizer(text, return_tensors="pt")
-        tokens = loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0].tolist())
-        if word not in tokens:
-            raise ValueError(f"'{word}' is not a token of {text!r}; its tokens are {tokens}")
-        states = loaded.model(**encoded, output_hidden_states=True).hidden_states  # L+1 x (1, N, d)
-        vectors.append(torch.stack([s[0, tokens.index(word)] for s in states]))  # (L+1, d)
-    return torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=-1).numpy()
-
-
 @dataclass
 class SentenceComparison:
     """compare_sentences' result for two sentences of N tokens each, L layers, H heads.

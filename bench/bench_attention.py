@@ -1,7 +1,7 @@
 """Benchmark softmax attention against kernelized linear attention (FAVOR+), forward and forward + backward.
 
-    python bench/bench_attention.py                         # full run: N = 256 .. 16384 -> build/bench/
-    python bench/bench_attention.py --sizes 64 128 --reps 2 --out /tmp/b   # smoke run
+    python -m bench.bench_attention                         # full run: N = 256 .. 16384 -> build/bench/
+    python -m bench.bench_attention --sizes 64 128 --reps 2 --out /tmp/b   # smoke run
 
 Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names as in the JSON):
     sdpa_torch, sdpa_torch_causal      torch.nn.functional.scaled_dot_product_attention (fused; causal: is_causal)
@@ -10,7 +10,7 @@ Inputs: q, k, v of shape (B, H, N, D) = (1, 8, N, 64), float32. Variants (names 
     favor{m}_causal_chunked            the same features + kernel_attention.causal_linear_attention (chunked scan)
     favor{m}_causal_scan               causal_linear_attention alone, from precomputed features (the scan's cost)
     favor{m}_causal_reference          features + causal_linear_attention_reference (Python loop; small N only)
-    favor{m}_linear_fused              kernel_attention_fused.favor_attention_fused (instructor-only fast path, what
+    favor{m}_linear_fused              bench.fused_favor.favor_attention_fused (instructor-only fast path, what
                                        PerformerAttention(fast=True) runs): features computed block by block inside
                                        the sequence loop, never all N x m at once; eps = 0 (PerformerAttention's)
     favor{m}_causal_chunked_fused      the same, causal (groups of chunks of C = ka_fused.FUSED_CAUSAL_CHUNK)
@@ -42,14 +42,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ""):  # run as `python bench/bench_attention.py`: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import kernel_attention as ka  # noqa: E402
-import kernel_attention_fused as ka_fused  # noqa: E402  (instructor-only; registers PerformerAttention(fast=True))
-from bench import flops, measure, peers  # noqa: E402
-from bench.analysis import check_targets, crossover, markdown_tables, peer_lines, peer_targets  # noqa: E402
-from bench.measure import machine_info, matmul_probe, peak_extra_memory, summarize, time_call  # noqa: E402
+import kernel_attention as ka
+from bench import flops, measure, peers
+from bench import fused_favor as ka_fused
+from bench.analysis import check_targets, crossover, markdown_tables, peer_lines, peer_targets
+from bench.measure import machine_info, matmul_probe, peak_extra_memory, time_call, timing_stats
 
 BATCH, HEADS, HEAD_DIM = 1, 8, 64
 DEFAULT_SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
@@ -138,7 +135,7 @@ def linear_variants(module, args: argparse.Namespace, device: torch.device, suff
 
 def fused_variants(module, args: argparse.Namespace, device: torch.device, suffix: str = "") -> list[Variant]:
     """FAVOR+ through module.favor_attention_fused (non-causal and causal), when the module has it
-    (kernel_attention_fused, instructor-only; a kernel_attention.py has none)."""
+    (bench.fused_favor; a kernel_attention.py has none)."""
     if not hasattr(module, "favor_attention_fused"):
         return []
     b, h, d = BATCH, HEADS, HEAD_DIM
@@ -300,12 +297,12 @@ def bench_size(n: int, variants: list[Variant], history: dict, args, device) -> 
             before = measure.minor_faults()
             times[key].append(time_call(probe if key == MATMUL else calls[key], device))
             faults[key].append(measure.minor_faults() - before)
-    matmul = summarize(times.pop(MATMUL))
+    matmul = timing_stats(times.pop(MATMUL))
     matmul["flops_per_s"] = flops.matmul(args.matmul_size) / matmul["median_s"]
     by_name = {v.name: v for v in variants}
     rows = []
     for (name, mode), ts in times.items():
-        row = {"variant": name, "mode": mode, "n": n, **summarize(ts), "peak_bytes": peaks[(name, mode)],
+        row = {"variant": name, "mode": mode, "n": n, **timing_stats(ts), "peak_bytes": peaks[(name, mode)],
                "minor_faults": statistics.median(faults[(name, mode)])}
         count = by_name[name].flops
         if mode == "forward" and count is not None:

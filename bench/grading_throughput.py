@@ -10,7 +10,7 @@ checks, nbgrader autograde, gradebook and feedback cost what they cost a student
 start-up (paid once per call and shard) is spread over COPIES students there, over more in a class: an upper bound,
 for cores as fast as these and no other load.
 
-    python bench/grading_throughput.py [--copies 8] [--jobs 1 2] [--class-size 500] [--cores 16]
+    python -m bench.grading_throughput [--copies 8] [--jobs 1 2] [--class-size 500] [--cores 16]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def project(phases: dict[str, float], copies: int, class_size: int, cores: int) -> dict:
@@ -71,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         report = {"copies": args.copies, "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "autograde": {}}
         for jobs in args.jobs:
             started = time.monotonic()
-            done = subprocess.run([sys.executable, str(REPO / "grading" / "autograde.py"), str(subs), "--course",
+            done = subprocess.run([sys.executable, "-m", "grading.autograde", str(subs), "--course",
                                    str(course_file), "--out", str(base / f"out{jobs}"), "--jobs", str(jobs)],
-                                  capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                  capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=REPO)
             wall = time.monotonic() - started
             if done.returncode != 0:
                 raise RuntimeError(f"autograde failed with JOBS={jobs}:\n{done.stdout[-3000:]}")

@@ -64,7 +64,7 @@ def peak_extra_memory(fn: Callable[[], object], device: torch.device) -> int:
     return int(peak)
 
 
-def summarize(times: list[float]) -> dict:
+def timing_stats(times: list[float]) -> dict:
     """Median and spread (min, quartiles, max) of repeated timings in seconds."""
     ordered = sorted(times)
     if len(ordered) >= 2:

@@ -1,8 +1,8 @@
 """The summarizer's time-to-quality: training time and test ROUGE of each run, softmax vs Performer, against Lead,
 for every mode the notebook was run in (float32 and bf16 autocast side by side).
 
-    python bench/time_to_quality.py [--results FILE ...] [--out build/bench]
-    python bench/time_to_quality.py --train [--steps 300] [--precision fp32]   # measure softmax and Performer here
+    python -m bench.time_to_quality [--results FILE ...] [--out build/bench]
+    python -m bench.time_to_quality --train [--steps 300] [--precision fp32]   # measure softmax and Performer here
 
 By default it does not train: it reads the numbers the Summarization notebook measured in its own runs (question
 1(f), the main model, and 1(g), softmax vs Performer with equal step counts). Each execution of the notebook writes
@@ -28,14 +28,11 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python bench/time_to_quality.py`: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 RESULTS_DIR = Path("build/summarizer")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
@@ -49,7 +46,7 @@ def load_results(path: Path) -> dict:
         raise FileNotFoundError(
             f"{path} not found: it is written by Summarization.ipynb when it trains the summarizer. Run the notebook "
             f"first (`make run`, or `HW8_FAST=1 make run` for the quick version), pass --results PATH, or measure "
-            f"here with `python bench/time_to_quality.py --train`.")
+            f"here with `python -m bench.time_to_quality --train`.")
     try:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -212,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"time_to_quality: no {RESULTS_DIR}/results.*.json: they are written by Summarization.ipynb when it "
               f"trains the summarizer. Run the notebook first (`make run`, or `HW8_FAST=1 make run` for the quick "
-              f"version), pass --results FILE, or measure here with `python bench/time_to_quality.py --train`.",
+              f"version), pass --results FILE, or measure here with `python -m bench.time_to_quality --train`.",
               file=sys.stderr)
         return 1
     try:

@@ -21,7 +21,7 @@ SUBMISSIONS holds one folder (or one .zip, as written by `make submission`) per 
 Results: build/autograde/scores.csv (one row per student), feedback/<id>/, phases.json (seconds of each phase) and a
 summary on stdout.
 
-    python grading/autograde.py SUBMISSIONS [--course grading/course.toml] [--out build/autograde] [--jobs 2]
+    python -m grading.autograde SUBMISSIONS [--course grading/course.toml] [--out build/autograde] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -46,9 +46,6 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nbformat
 

@@ -175,8 +175,8 @@ def _long_linear_inputs(g, n=65536):
 
 def _long_causal_inputs(g, n=4096, f=384, m=384):
     """(1, N, F) positive features, (1, N, M) values: all S_i at once, an (N, F, M) tensor, is 2.25 GiB in float32,
-    more than the grader gives the student's code (grading/child.py MEMORY_LIMIT); carrying S and Z from chunk to
-    chunk needs a few MiB. Small N and large F, M keep the inputs small (18 MiB) for Gradescope's 768 MB."""
+    more than the grader gives the student's code (MEMORY_LIMIT of grading/sandbox_parent.py); carrying S and Z from
+    chunk to chunk needs a few MiB. Small N and large F, M keep the inputs small (18 MiB) for Gradescope's 768 MB."""
     return {"args": [(0.5 * randn(g, 1, n, f)).exp(), (0.5 * randn(g, 1, n, f)).exp(), randn(g, 1, n, m)]}
 
 

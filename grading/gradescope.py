@@ -10,7 +10,7 @@ The zip follows Gradescope's specification: `setup.sh` (installs Python and the 
 `run_autograder` honours $HW8_AUTOGRADER_ROOT (default /autograder) and $HW8_PYTHON so the same zip can be tested
 in a temporary folder (tests/test_grading.py does).
 
-    python grading/gradescope.py [--course grading/course.toml] [--out build/gradescope]
+    python -m grading.gradescope [--course grading/course.toml] [--out build/gradescope]
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ import shutil
 import sys
 import tomllib
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.checks import Case
 from grading.course import DEFAULT_COURSE, GRADING_DIR, REPO_ROOT, Course, load_course, validate_check_support

@@ -17,7 +17,7 @@ runs without namespaces), 768 MB of memory and half a CPU by default, a 10-minut
      (build/gradescope-check/report.json).
 `contained()` and `results_schema_problems()` are also used by tests/test_grading_hw8.py on this machine's Python.
 
-    python grading/gradescope_check.py [--only model wrong ...] [--memory-mb 768] [--cpu 0.5] [--timeout 600]
+    python -m grading.gradescope_check [--only model wrong ...] [--memory-mb 768] [--cpu 0.5] [--timeout 600]
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.course import REPO_ROOT, load_course
 

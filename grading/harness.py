@@ -8,8 +8,9 @@ The child runs as an unprivileged user that cannot see instructor files (grading
 timeout or an unparsable reply scores 0 for that check with a message, and the child is restarted for the next.
 Scores and results.json are written only by this process, after every child has been killed.
 
-Three files: this one runs the checks (`run_cases`, `run_course`: one call for a course and a submission) and writes
-results; grading/child.py is the sandboxed child and its protocol; grading/reference.py the instructor's side.
+This file runs the checks (`run_cases`, `run_course`: one call for a course and a submission) and writes results;
+grading/sandbox_parent.py starts the sandboxed child (grading/sandbox_child.py) and speaks its protocol;
+grading/reference.py is the instructor's side.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ import nbformat
 
 from grading import sandbox
 from grading.checks import Case, FileCase, compare_values
-from grading.child import Budget, Child
 from grading.course import Course, load_course
 from grading.reference import REFERENCE_LOCK, Reference, build_request, expected_output, notebook_cells
+from grading.sandbox_parent import Budget, Child
 from grading.submitted import Refused, check_regular, copy_regular, find_root, read_notebook, special_entries
 from homework.parts import cell_grade_id
 

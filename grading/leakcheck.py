@@ -9,7 +9,7 @@ the public part of the source (an `import torch` inside a solution is not a secr
 scanned: notebook JSON (sources, outputs, metadata), text, compressed files (.gz/.bz2/.xz), and every member of the
 release zip; canary tokens (CANARY_<NAME>_<hex>) are also searched byte-wise in binary files.
 
-    python grading/leakcheck.py [--course grading/course.toml] [--release build/release] [--zip build/hw8_release.zip]
+    python -m grading.leakcheck [--course grading/course.toml] [--release build/release] [--zip build/hw8_release.zip]
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nbformat
 

@@ -8,8 +8,8 @@ answer cell's nbgrader metadata; which part is optional in homework/parts.py. Co
 - the parts-and-points table of both READMEs (between POINTS_BEGIN and POINTS_END).
 Gradescope's max_score and the run summaries read the checks themselves.
 
-    python grading/points.py          # rewrite every copy (`make points`)
-    python grading/points.py --check  # exit 1, naming each copy that differs
+    python -m grading.points          # rewrite every copy (`make points`)
+    python -m grading.points --check  # exit 1, naming each copy that differs
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from homework.parts import NOTEBOOKS, PARTS, cell_grade_id, optional_parts, part_of_cell
 
-from homework.parts import NOTEBOOKS, PARTS, cell_grade_id, optional_parts, part_of_cell  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 GRADE_ID = "points"                      # each notebook's generated points cell
 AFTER = "intro"                          # the cell it follows (else the first cell)
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = update_all(args.root, write=not args.check)
     for line in stale:
-        print(f"{line}: {'differs (run python grading/points.py)' if args.check else 'rewritten'}")
+        print(f"{line}: {'differs (run python -m grading.points)' if args.check else 'rewritten'}")
     return 1 if stale and args.check else 0
 
 

@@ -5,7 +5,7 @@ outputs cleared). Files on the course's allow-list are copied; every `.py` among
 (and every student module) is stripped with nbgrader's ClearSolutions (grading/strip.py). The leak check
 (grading/leakcheck.py) then proves that nothing secret came out; the release is refused otherwise.
 
-    python grading/release.py [--course grading/course.toml] [--out build/release] [--no-leak-check]
+    python -m grading.release [--course grading/course.toml] [--out build/release] [--no-leak-check]
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import shutil
 import sys
 import zipfile
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grading.course import (
     BEGIN_HIDDEN,

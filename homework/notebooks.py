@@ -28,12 +28,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.sign import NotebookNotary
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+import run_flags
+from homework.parts import cell_grade_id, part_of_cell
 
-import run_flags  # noqa: E402
-from homework.parts import cell_grade_id, part_of_cell  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -433,13 +431,6 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
     return nb, run
 
 
-def execute(source: Path, destination: Path, fast: bool, timeout: int | None = None, *,
-            allow_errors: bool = False, echo: bool = True) -> nbformat.NotebookNode:
-    """Execute `source` into `destination` (see run_notebook); by default the first failing cell raises
-    CellExecutionError (the partial run saved as <destination>.failed.ipynb). Returns the executed notebook."""
-    return run_notebook(source, destination, fast, timeout, allow_errors=allow_errors, echo=echo)[0]
-
-
 def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int | None,
                       force: bool = False, same_mode: bool = False) -> nbformat.NotebookNode:
     """The executed copy of `source`: reused from executed_dir when fresh (see `reusable`), else executed now
@@ -451,10 +442,10 @@ def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int
             print(f"reusing {candidate}", flush=True)
             sign(candidate)     # this user's own run (it may predate signing)
             return nbformat.read(candidate, as_version=4)
-    return execute(source, candidates[0], fast, timeout)
+    return run_notebook(source, candidates[0], fast, timeout, allow_errors=False)[0]
 
 
-def summarize(runs: list[NotebookRun]) -> tuple[str, int]:
+def run_summary(runs: list[NotebookRun]) -> tuple[str, int]:
     """(the summary of every run, exit status): 1 if a required part failed anywhere or a notebook was not run,
     else 0."""
     required = [(r, f) for r in runs for f in r.required_failures]

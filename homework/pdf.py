@@ -2,8 +2,8 @@
 
 Instructor (this repository): execute the instructor notebooks (or reuse fresh executed copies) and export them.
 
-    python homework/pdf.py            # full run; `make pdf`
-    python homework/pdf.py --fast     # HW8_FAST=1: small data, same code path (also: HW8_FAST=1 python homework/pdf.py)
+    python -m homework.pdf            # full run; `make pdf`
+    python -m homework.pdf --fast     # HW8_FAST=1: small data, same code path (also: HW8_FAST=1 python -m homework.pdf)
 
 Writes build/pdf/<Notebook>.pdf for each notebook and build/pdf/written_answers.pdf, which collects every written
 answer (markdown cell whose nbgrader grade_id starts with "answer_") under its question heading ("Question 3(a) ii").
@@ -12,7 +12,7 @@ build/notebooks/<stem>.fast.ipynb (fast runs, written by the notebook tests and 
 notebook and what it reads (modules, data, assets); otherwise they are executed and saved there
 (homework/notebooks.py executes them).
 
-Student release: `make pdf` (python homework/pdf.py --student) exports the notebooks as they are, executed in place
+Student release: `make pdf` (python -m homework.pdf --student) exports the notebooks as they are, executed in place
 by `make run`, without running anything: build/pdf/<Notebook>.pdf titled "HW8: <Notebook>", answers labelled
 "Answer". No written-answers collection.
 
@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,13 +36,12 @@ import nbformat
 from jinja2 import DictLoader
 from nbconvert import LatexExporter
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+import run_flags
+from homework.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text
+from homework.parts import NOTEBOOKS
+from homework.view_images import add_view_images
 
-import run_flags  # noqa: E402
-from homework.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text  # noqa: E402
-from homework.parts import NOTEBOOKS  # noqa: E402
-from homework.view_images import add_view_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 APT_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils fonts-dejavu-core"
 WRITTEN_ANSWERS = "written_answers"

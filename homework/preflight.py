@@ -12,7 +12,7 @@ the test checks. A function whose body is still the stub (`raise NotImplementedE
 test reaches it (merge_heads behind an unwritten split_heads). A function that fails only because a function it uses
 failed (MultiHeadAttention uses scaled_dot_product_attention) is listed after them, not among the failed ones.
 
-    python homework/preflight.py [--repo FOLDER]     # exit status 1 if a check failed
+    python -m homework.preflight [--repo FOLDER]     # exit status 1 if a check failed
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+from homework.submission import stub_functions
 
-from homework.submission import stub_functions  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODULE = "kernel_attention.py"
 TEST_FILE = "tests/test_kernel_attention.py"
@@ -208,7 +206,7 @@ def describe(result: PreflightResult) -> str:
     for failure in result.failures:
         if failure.function is None:
             lines.append(f"  {failure.test}: {failure.message}")
-    lines.append(f"The checks alone: python homework/preflight.py, or python -m pytest {TEST_FILE} (all of them).")
+    lines.append(f"The checks alone: python -m homework.preflight, or python -m pytest {TEST_FILE} (all of them).")
     return "\n".join(lines)
 
 

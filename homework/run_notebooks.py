@@ -15,7 +15,7 @@ Cells keep running after a failure; the summary at the end lists every failed ce
 the function that raised. A failure in an optional part (homework/parts.py) is reported as skipped; the exit status
 is non-zero only if a required part failed (or a notebook was not run). Execution lives in homework/notebooks.py.
 
-    python homework/run_notebooks.py [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]
+    python -m homework.run_notebooks [--in-place] [--fast] [--no-preflight] [--notebooks A.ipynb ...]
                                     [--timeout SECONDS]
 """
 
@@ -25,14 +25,12 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import run_flags
+from homework.notebooks import NotebookRun, executed_candidates, run_notebook, run_summary
+from homework.parts import NOTEBOOKS, SUMMARIZATION
+from homework.preflight import run_preflight
 
-import run_flags  # noqa: E402
-from homework.notebooks import NotebookRun, executed_candidates, run_notebook, summarize  # noqa: E402
-from homework.parts import NOTEBOOKS, SUMMARIZATION  # noqa: E402
-from homework.preflight import run_preflight  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         preflight = run_preflight(summarization.parent)      # the kernel_attention.py beside the notebook
         print(preflight.message, flush=True)
         if not preflight.passed:
-            again = " ".join(["python homework/run_notebooks.py", *(["--in-place"] if args.in_place else []),
+            again = " ".join(["python -m homework.run_notebooks", *(["--in-place"] if args.in_place else []),
                               *(["--fast"] if args.fast else []), "--no-preflight"])
             others = "; the other notebooks are" if len(sources) > 1 else ""
             print(f"{SUMMARIZATION} is not run{others}. To run it anyway: {again}", flush=True)
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(NotebookRun(source.name, destination, fast, not_run=preflight.reason))
             continue
         runs.append(run_notebook(source, destination, fast, args.timeout, allow_errors=True)[1])
-    text, status = summarize(runs)
+    text, status = run_summary(runs)
     print(text, flush=True)
     return status
 

@@ -6,8 +6,8 @@ run: a missing or invalid file, a notebook that was never run or was run in fast
 that still raises NotImplementedError (a notebook cell of a required part, or a function of kernel_attention.py),
 or no trained checkpoint. Optional parts left undone (homework/parts.py says which) are listed, not refused.
 
-    python homework/submission.py [--root .] [--out build/submission/hw8_submission.zip]
-    python homework/submission.py --allow-fast   # course staff's end-to-end tests only: accept fast-mode notebooks
+    python -m homework.submission [--root .] [--out build/submission/hw8_submission.zip]
+    python -m homework.submission --allow-fast   # course staff's end-to-end tests only: accept fast-mode notebooks
                                                 # and the fast checkpoint (build/checkpoints/summarizer_fast.pt)
 """
 
@@ -22,12 +22,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from homework.parts import NOTEBOOKS, Part, cell_grade_id, part_of_cell, part_of_function
+from summarizer.settings import FAST, FULL
 
-from homework.parts import NOTEBOOKS, Part, cell_grade_id, part_of_cell, part_of_function  # noqa: E402
-from summarizer.settings import FAST, FULL  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODULES = ["kernel_attention.py"]
 CHECKPOINT = FULL.checkpoint                 # checkpoints/summarizer.pt

@@ -1,6 +1,6 @@
 """Run sizes of the summarization notebook: the full default run and the `HW8_FAST=1` smoke run (same code path).
 
-The environment flags themselves (HW8_FAST, HW8_THREADS, HW8_CHECKPOINT, ...) are read by the top-level `run_flags`.
+The environment flags themselves (HW8_FAST, HW8_THREADS, ...) are read by the top-level `run_flags`.
 """
 
 from __future__ import annotations
@@ -86,14 +86,8 @@ def configure_threads() -> str:
 
 
 def graded_checkpoint() -> tuple[str, float]:
-    """(path, validation-loss threshold) checked by the notebook's saved-model test.
-
-    HW8_CHECKPOINT, when set, names the file to grade with the full run's threshold (the autograder points it at the
-    submitted checkpoints/summarizer.pt, whatever mode the notebook runs in); otherwise this run's own checkpoint
-    with its own threshold (fast mode: the tiny model just trained, build/checkpoints/summarizer_fast.pt).
-    """
-    path = run_flags.checkpoint_path()
-    if path is not None:
-        return path, FULL.val_loss_threshold
+    """(path, validation-loss threshold) checked by the notebook's saved-model test: this run's own checkpoint with its
+    own threshold (fast mode: the tiny model just trained, build/checkpoints/summarizer_fast.pt). The autograder
+    scores the submitted checkpoints/summarizer.pt itself, under the full run's threshold."""
     run = settings()
     return run.checkpoint, run.val_loss_threshold

@@ -248,18 +248,19 @@ def test_mini_release_runs_for_a_student_and_passes_with_solutions(mini, tmp):
     visible = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], student, 300)
     assert visible.returncode == 0, visible.stdout[-2000:]
     # make submission: refuses an unrun notebook and a missing checkpoint, then zips exactly the graded files
-    args = [sys.executable, str(REPO / "homework" / "submission.py"), "--root", str(student), "--notebooks",
+    args = [sys.executable, "-P", "-m", "homework.submission", "--root", str(student), "--notebooks",
             "Mini.ipynb", "--modules", "mini_ops.py", "--checkpoint", "checkpoints/tiny.pt"]
+    tools = {**ENV, "PYTHONPATH": str(REPO)}                 # the repository's homework/, from the student's folder
     (student / "checkpoints" / "tiny.pt").rename(student / "tiny.pt")
-    missing = run(args, student, 60)
+    missing = run(args, student, 60, tools)
     assert missing.returncode == 1 and "checkpoints/tiny.pt not found" in missing.stderr
     (student / "tiny.pt").rename(student / "checkpoints" / "tiny.pt")
-    ok = run(args, student, 60)
+    ok = run(args, student, 60, tools)
     assert ok.returncode == 0, ok.stderr
     with zipfile.ZipFile(student / "build" / "submission" / "hw8_submission.zip") as zf:
         assert sorted(zf.namelist()) == ["Mini.ipynb", "checkpoints/tiny.pt", "mini_ops.py"]
     shutil.copy2(mini["release"] / "Mini.ipynb", student / "Mini.ipynb")          # never run
-    unrun = run(args, student, 60)
+    unrun = run(args, student, 60, tools)
     assert unrun.returncode == 1 and "Mini.ipynb has no outputs" in unrun.stderr
 
 
@@ -298,7 +299,7 @@ def graded(mini, submissions):
     `grading/autograde.py` (a subprocess) and Gradescope through `run_autograder` (4 at a time)."""
     out = submissions["base"] / "autograde"
     started = time.monotonic()
-    autograde = subprocess.Popen([sys.executable, str(REPO / "grading" / "autograde.py"),
+    autograde = subprocess.Popen([sys.executable, "-m", "grading.autograde",
                                   str(submissions["base"] / "subs"), "--course", str(MINI / "course.toml"),
                                   "--out", str(out)], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)

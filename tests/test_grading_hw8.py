@@ -605,7 +605,7 @@ def hw8():
         # The two routes are independent (their own folders, sandbox uids 61183+ and 61282+): they run at once, as
         # the mini course's corpus does in tests/test_grading.py.
         started = time.monotonic()
-        autograde = subprocess.Popen([sys.executable, str(REPO / "grading" / "autograde.py"), str(base / "subs"),
+        autograde = subprocess.Popen([sys.executable, "-m", "grading.autograde", str(base / "subs"),
                                       "--course", str(course_file), "--out", str(base / "autograde"), "--jobs", "2"],
                                      cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with ThreadPoolExecutor(max_workers=2) as pool:

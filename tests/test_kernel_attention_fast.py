@@ -1,5 +1,6 @@
-"""The instructor-only fused FAVOR+ path (kernel_attention_fused.favor_attention_fused, PerformerAttention(fast=True))
-equals the readable path: FavorPositiveFeatures + linear_attention / causal_linear_attention, as solved here.
+"""The benchmark's fused FAVOR+ path (bench/fused_favor.py: favor_attention_fused) equals the readable path:
+FavorPositiveFeatures + linear_attention / causal_linear_attention, as solved here, alone and inside
+PerformerAttention.
 
 Instructor-only: it compares against the solved functions, so it must never reach the student release (course
 `hidden_paths`).
@@ -7,8 +8,6 @@ Instructor-only: it compares against the solved functions, so it must never reac
 
 from __future__ import annotations
 
-import importlib.util
-import math
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 import kernel_attention as ka  # noqa: E402
-import kernel_attention_fused as ka_fused  # noqa: E402  (registers itself as PerformerAttention(fast=True)'s path)
+from bench import fused_favor as ka_fused  # noqa: E402
 from bench.measure import peak_extra_memory  # noqa: E402
 
 RTOL = 1e-5
@@ -186,15 +185,27 @@ def test_fused_empty_sequences_and_bad_inputs():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# PerformerAttention(fast=True)
+# Inside PerformerAttention: the fused function in place of feature map + linear attention
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+class FusedPerformer(ka.PerformerAttention):
+    """PerformerAttention whose heads go through favor_attention_fused (what the benchmark times)."""
+
+    def _attend(self, q, k, v, key_padding_mask, causal, attn_mask, return_weights):
+        out_dtype = q.dtype
+        q, k, v = ka._upcast(q, k, v)
+        keys = key_padding_mask[:, None, :] if key_padding_mask is not None else None
+        out = ka_fused.favor_attention_fused(q, k, v, self.feature_map, causal=causal, key_padding_mask=keys,
+                                             eps=self.eps)
+        return torch.nn.functional.dropout(out, self.dropout, self.training).to(out_dtype), None
+
+
 def pair(**kwargs):
-    """A default PerformerAttention and a fast=True one with the same weights and features."""
+    """A PerformerAttention and a FusedPerformer with the same weights and features."""
     torch.manual_seed(13)
     slow = ka.PerformerAttention(16, 2, n_random=32, **kwargs)
-    fast = ka.PerformerAttention(16, 2, n_random=32, fast=True, **kwargs)
+    fast = FusedPerformer(16, 2, n_random=32, **kwargs)
     fast.load_state_dict(slow.state_dict())
     return slow.eval(), fast.eval()
 
@@ -232,46 +243,13 @@ def test_performer_fast_gradients_equal_default():
             assert_equal_rel(actual, expected, rtol=2e-5)
 
 
-def test_performer_default_never_uses_the_fused_path(monkeypatch):
-    """The grader checks the student's FavorPositiveFeatures and linear_attention through PerformerAttention's
-    default: fast=False must call them, fast=True only for FavorPositiveFeatures and without return_weights."""
-    calls = []
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return ka_fused.favor_attention_fused(*args, **kwargs)
-
-    monkeypatch.setattr(ka, "_FUSED_FAVOR_ATTENTION", spy)
-    x = torch.randn(2, 9, 8)
-    ka.PerformerAttention(8, 2, n_random=16, feature_map="favor+")(x, x, x, causal=False)
-    ka.PerformerAttention(8, 2, n_random=16, feature_map="favor+")(x, x, x, causal=True)
-    assert calls == []
-    ka.PerformerAttention(8, 2, n_random=16, feature_map="elu", fast=True)(x, x, x)
-    ka.PerformerAttention(8, 2, n_random=16, fast=True)(x, x, x, return_weights=True)
-    assert calls == []
-    ka.PerformerAttention(8, 2, n_random=16, fast=True)(x, x, x, causal=True)
-    assert len(calls) == 1 and calls[0]["causal"] is True and calls[0]["eps"] == 0.0
-
-
-def test_fused_path_is_instructor_only_and_the_release_still_works():
-    """The fused path is a module of its own (kernel_attention_fused.py, hidden from the release): the student's
-    kernel_attention.py holds none of it; loaded alone it has no fused path and PerformerAttention(fast=True) runs the
-    readable path; importing kernel_attention_fused registers it."""
+def test_the_students_module_holds_no_fused_path():
+    """kernel_attention.py is what the homework asks and its readable reference paths: no fused function, no switch
+    to one; the fused module lives in bench/, which the release never carries."""
     from grading.course import load_course
 
     course = load_course(ROOT / "grading" / "course.toml")
-    assert "kernel_attention_fused.py" in course.hidden_paths
-    assert not any(rel == "kernel_attention_fused.py" for rel in course.release_files)
+    assert not any(rel == "bench" or rel.startswith("bench/") for rel in course.release_files)
     source = (ROOT / "kernel_attention.py").read_text()
-    assert "favor_attention_fused" not in source and "FUSED_CAUSAL_CHUNK" not in source
-    assert ka._FUSED_FAVOR_ATTENTION is ka_fused.favor_attention_fused
-    spec = importlib.util.spec_from_file_location("kernel_attention_alone", ROOT / "kernel_attention.py")
-    released = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(released)
-    assert released._FUSED_FAVOR_ATTENTION is None
-    torch.manual_seed(16)
-    module = released.PerformerAttention(8, 2, n_random=16, fast=True)
-    x = torch.randn(2, 11, 8)
-    out, _ = module(x, x, x, causal=True)
-    assert out.shape == (2, 11, 8) and torch.isfinite(out).all()
-    assert not math.isnan(out.sum().item())
+    assert "fused" not in source.lower() and "FUSED_CAUSAL_CHUNK" not in source
+    assert "fast" not in ka.PerformerAttention.__init__.__code__.co_varnames

@@ -57,7 +57,7 @@ def built(tmp_path_factory):
                     f"`sudo apt-get install --no-install-recommends {pdf.APT_PACKAGES}` (or `make system`).")
     out = tmp_path_factory.mktemp("pdf")
     env = dict(os.environ, HW8_FAST="1", HF_HUB_OFFLINE="1")
-    run = subprocess.run([sys.executable, "homework/pdf.py", "--fast", "--out", str(out)], cwd=REPO, env=env,
+    run = subprocess.run([sys.executable, "-m", "homework.pdf", "--fast", "--out", str(out)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"homework/pdf.py failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     return out, run.stdout

@@ -32,7 +32,7 @@ def _cells(path: Path) -> dict:
 
 
 def test_every_copy_equals_its_home():
-    assert update_all(REPO, write=False) == [], "run: python grading/points.py"
+    assert update_all(REPO, write=False) == [], "run: python -m grading.points"
     points = Points.load(REPO)
     for rel in COURSE.notebooks:
         for grade_id, cell in _cells(REPO / rel).items():
@@ -83,8 +83,8 @@ def test_one_edited_and_one_added_check_change_every_copy_together(tmp_path):
     head, sep, tail = text.rpartition("\n]\n")
     cases_file.write_text(head + "\n" + ADDED + tail)
 
-    check = [sys.executable, str(REPO / "grading" / "points.py"), "--root", str(root), "--check"]
-    stale = subprocess.run(check, capture_output=True, text=True)
+    check = [sys.executable, "-m", "grading.points", "--root", str(root), "--check"]
+    stale = subprocess.run(check, capture_output=True, text=True, cwd=REPO)
     assert stale.returncode == 1
     for copy in ("Kernel_Attention.ipynb: test cell test_linear_attention should have 4 points",
                  "Kernel_Attention.ipynb: points cell", "README.md: points table"):

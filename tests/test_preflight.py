@@ -131,7 +131,7 @@ def test_make_run_skips_summarization_when_the_preflight_fails(no_scaling, execu
     assert status == 1
     assert executed == ["Kernel_Attention.ipynb"]                     # the other notebook still runs
     assert "  scaled_dot_product_attention: test_sdpa_matches_torch" in out
-    assert "To run it anyway: python homework/run_notebooks.py --in-place --no-preflight" in out
+    assert "To run it anyway: python -m homework.run_notebooks --in-place --no-preflight" in out
     assert "\nSummarization.ipynb: not run: preflight failed: scaled_dot_product_attention\n" in out
     assert "FAILED: Summarization.ipynb not run (preflight failed: scaled_dot_product_attention). Fix" in out
     assert out.index("=== summary ===") < out.index("Summarization.ipynb: not run")

@@ -100,7 +100,7 @@ def live_a_student(home: Path, kind: str) -> dict:
     run = make(home, "run", 1500)
     pdf = make(home, "pdf", 900)
     refused = make(home, "submission", 300)
-    accepted = subprocess.run([str(VENV / "bin" / "python"), "homework/submission.py", "--allow-fast"], cwd=home,
+    accepted = subprocess.run([str(VENV / "bin" / "python"), "-m", "homework.submission", "--allow-fast"], cwd=home,
                               capture_output=True, text=True, timeout=300)
     return {"kind": kind, "home": home, "run": run, "pdf": pdf, "refused": refused, "accepted": accepted}
 

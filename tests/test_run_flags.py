@@ -9,8 +9,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))   # repo root, if pyte
 
 import run_flags  # noqa: E402
 
-FLAGS = ["HW8_FAST", "HW8_THREADS", "HW8_REUSE_CHECKPOINT", "HW8_PRECISION", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-         "HW8_CHECKPOINT"]
+FLAGS = ["HW8_FAST", "HW8_THREADS", "HW8_REUSE_CHECKPOINT", "HW8_PRECISION", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"]
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +73,6 @@ VALUED_FLAGS = [
     (run_flags.threads, "HW8_THREADS", {None: None, "": None, " 2 ": 2, "16": 16}, ["0", "-1", "two", "1.5"]),
     (run_flags.precision, "HW8_PRECISION",
      {None: "auto", "": "auto", "auto": "auto", "FP32": "fp32", " bf16 ": "bf16"}, ["fp16", "float32"]),
-    (run_flags.checkpoint_path, "HW8_CHECKPOINT",
-     {None: None, "  ": None, " checkpoints/summarizer.pt ": "checkpoints/summarizer.pt"}, []),
 ]
 
 
@@ -100,8 +97,6 @@ def test_summarizer_settings_read_the_flags(monkeypatch):
     assert settings() is FULL and graded_checkpoint() == (FULL.checkpoint, FULL.val_loss_threshold)
     monkeypatch.setenv("HW8_FAST", "on")
     assert settings() is FAST and graded_checkpoint() == (FAST.checkpoint, FAST.val_loss_threshold)
-    monkeypatch.setenv("HW8_CHECKPOINT", "submitted.pt")
-    assert graded_checkpoint() == ("submitted.pt", FULL.val_loss_threshold)
     monkeypatch.setenv("HW8_FAST", "no")
     assert settings() is FULL
     monkeypatch.setenv("HW8_FAST", "nope")

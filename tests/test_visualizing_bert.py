@@ -226,16 +226,6 @@ def test_untrained_copy_is_seeded(bert):
     assert not torch.equal(first.state_dict()[weight], bert.model.state_dict()[weight])
 
 
-def test_hidden_state_similarity_separates_word_senses(bert):
-    similarity = vb.hidden_state_similarity(bert, "She went to the bank to deposit her money.",
-                                            "He sat on the bank of the river.", "bank")
-    assert similarity.shape == (bert.n_layers + 1,)
-    assert similarity[0] == pytest.approx(1.0, abs=1e-5)  # same token at the same position
-    assert similarity[-1] < 0.9
-    with pytest.raises(ValueError, match="not a token"):
-        vb.hidden_state_similarity(bert, "a cat", "a dog", "bank")
-
-
 def test_compare_sentences_layer_by_layer(bert):
     same = vb.compare_sentences(bert, "She fished from the bank.", "She fished from the bank.", "bank")
     assert same.tokens_a == same.tokens_b and same.tokens_a[same.index] == "bank"

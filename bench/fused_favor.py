@@ -1,10 +1,9 @@
-"""Fused FAVOR+ attention: the instructor-only fast path (never released: course.toml hides it).
+"""Fused FAVOR+ attention: the benchmark's fast path (bench/ is never released).
 
 It is a complete implementation of FavorPositiveFeatures, linear_attention and causal_linear_attention of
-kernel_attention.py, so releasing it would hand out their solutions and the 3(b) recursion. Importing this module
-registers `favor_attention_fused` as kernel_attention's fused path: PerformerAttention(fast=True) uses it from then on
-(the benchmark does; the student's copy of kernel_attention.py never has one). tests/test_kernel_attention_fast.py
-proves it equals the readable path.
+kernel_attention.py, so releasing it would hand out their solutions and the 3(b) recursion; kernel_attention.py holds
+only the readable path. The benchmark times `favor_attention_fused` beside it; tests/test_kernel_attention_fast.py
+proves the two equal, also inside PerformerAttention.
 
 Why it is faster: the readable path materialises phi(Q) and phi(K) (N x m each, 64 MiB per tensor at N = 8192,
 H = 8, m = 256) and makes ~5 elementwise passes over such tensors; fresh 64 MiB buffers are page-faulted on every
@@ -24,7 +23,6 @@ import math
 import torch
 from torch import Tensor
 
-import kernel_attention as ka
 from kernel_attention import FavorPositiveFeatures, _check_mask, _check_qkv, _upcast, causal_mask
 
 __all__ = ["favor_attention_fused", "FUSED_BLOCK_ROWS", "FUSED_CAUSAL_CHUNK"]
@@ -177,5 +175,3 @@ def favor_attention_fused(q: Tensor, k: Tensor, v: Tensor, feature_map: FavorPos
         out = torch.cat(blocks, dim=-2) if blocks else torch.zeros(*batch, n_q, width, dtype=dtype, device=q.device)
     return out.to(out_dtype)
 
-
-ka._FUSED_FAVOR_ATTENTION = favor_attention_fused    # registered: PerformerAttention(fast=True) uses it from now on
