@@ -1,9 +1,10 @@
 """`make trixie-check`: the student release on Python 3.13 with an older torch, used the way a Colab student uses it.
 
 1. A Debian trixie root filesystem (Python 3.13, Debian's python3-torch 2.6; `gradescope_check.build_rootfs`, cached
-   in build/trixie-check/rootfs) with a venv that sees Debian's torch (and its sympy) and holds this repository's
-   pinned packages for Python 3.13 (this machine's `pip freeze`, downloaded by this machine's pip: pip inside trixie
-   cannot verify the registry's certificate), except bertviz and rouge-score, which Colab lacks too.
+   in build/trixie-check/rootfs) with a venv that sees Debian's torch and holds this repository's pinned packages for
+   Python 3.13 (this machine's `pip freeze`, with Debian torch's own exact pins instead of ours: sympy 1.13.1; all
+   downloaded by this machine's pip: pip inside trixie cannot verify the registry's certificate), except bertviz and
+   rouge-score, which Colab lacks too.
 2. The model student (the release with the instructor's solutions, tests/test_release_students.make_student) on a
    stand-in Google Drive: /srv/gdrive/MyDrive/hw8, which the stand-in `google.colab.drive.mount` bind-mounts at
    /content/drive (the only part of Colab replaced; its pip is pointed at the wheel folder).
@@ -34,7 +35,7 @@ from grading.gradescope_check import PLATFORMS, build_rootfs, contained
 
 OUT = REPO_ROOT / "build" / "trixie-check"
 COLAB_LACKS = ("bertviz", "rouge-score")          # installed by the notebooks' first cell, as on Colab
-FROM_DEBIAN = ("torch", "sympy", "mpmath")         # Debian's torch and the sympy its metadata pins
+FROM_DEBIAN = ("torch",)                           # Debian's python3-torch, seen through the venv
 
 STAND_IN = '''\
 """Stand-in for Colab's google.colab.drive: "mounts" the local folder /srv/gdrive at the mount point."""
@@ -109,12 +110,26 @@ print("trixie driver: done", flush=True)
 '''
 
 
+def normal(name: str) -> str:
+    return name.replace("_", "-").lower()
+
+
+def torch_pins(rootfs: Path) -> dict[str, str]:
+    """{name: "name==version"} of the exact pins in the rootfs torch's metadata (Debian's torch 2.6: sympy==1.13.1), so
+    that the venv agrees with them, as Colab's packages agree with its torch."""
+    requires = subprocess.run(["chroot", str(rootfs), "python3", "-c",
+                               "import importlib.metadata as m; print('\\n'.join(m.requires('torch') or []))"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    pins = [line.split(";")[0].replace(" ", "") for line in requires if "==" in line.split(";")[0]]
+    return {normal(pin.split("==")[0]): pin for pin in pins}
+
+
 def freeze_for_313(exclude: tuple[str, ...]) -> list[str]:
     """This machine's venv as exact pins (the closure `make install` resolved), without the excluded names."""
     lines = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
                            text=True, check=True).stdout.split()
-    normal = {name.replace("_", "-").lower() for name in exclude}
-    return [line for line in lines if "==" in line and line.split("==")[0].replace("_", "-").lower() not in normal]
+    excluded = {normal(name) for name in exclude}
+    return [line for line in lines if "==" in line and normal(line.split("==")[0]) not in excluded]
 
 
 def download(pins: list[str], dest: Path, python: str) -> None:
@@ -134,11 +149,12 @@ def download(pins: list[str], dest: Path, python: str) -> None:
 def prepare(rootfs: Path, python: str) -> None:
     """The venv with its wheels, the stand-in google.colab and the model student on the stand-in Drive."""
     wheels = OUT / f"wheels-{python}"
-    pins = freeze_for_313(FROM_DEBIAN)
+    overrides = torch_pins(rootfs)
+    pins = [overrides.get(normal(pin.split("==")[0]), pin) for pin in freeze_for_313(FROM_DEBIAN)]
     download(pins, wheels, python)
     shutil.rmtree(rootfs / "wheels", ignore_errors=True)
     shutil.copytree(wheels, rootfs / "wheels")
-    install = [p for p in pins if p.split("==")[0].replace("_", "-").lower() not in COLAB_LACKS]
+    install = [p for p in pins if normal(p.split("==")[0]) not in COLAB_LACKS]
     (rootfs / "srv" / "check").mkdir(parents=True, exist_ok=True)
     (rootfs / "srv" / "check" / "install.txt").write_text("\n".join(install) + "\n")
     if not (rootfs / "venv" / "bin" / "python").exists():
