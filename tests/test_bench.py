@@ -32,7 +32,7 @@ def run_script(*args: str, env: dict | None = None, timeout: int = 300) -> subpr
 
 def test_bench_attention_tiny_run_writes_json_and_png(tmp_path):
     out = tmp_path / "bench"
-    proc = run_script("bench/bench_attention.py", "--sizes", "64", "128", "--reps", "2", "--threads", "1",
+    proc = run_script("-m", "bench.bench_attention", "--sizes", "64", "128", "--reps", "2", "--threads", "1",
                       "--matmul-size", "256", "--profile-n", "64", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "attention.json").read_text())
@@ -181,7 +181,7 @@ def test_time_to_quality_table_from_results_json(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     out = tmp_path / "ttq"
-    proc = run_script("bench/time_to_quality.py", "--results", str(path), "--out", str(out))
+    proc = run_script("-m", "bench.time_to_quality", "--results", str(path), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "time_to_quality.md").read_text()
     assert "Lead-10" in table and "performer" in table and "12.5" in table
@@ -204,7 +204,7 @@ def test_time_to_quality_shows_float32_and_bf16_runs_side_by_side(tmp_path):
     found = default_results(tmp_path)
     assert [p.name for p in found] == ["results.full-bf16.json", "results.full-fp32.json"]
     out = tmp_path / "ttq"
-    proc = run_script("bench/time_to_quality.py", "--results", *map(str, found), "--out", str(out))
+    proc = run_script("-m", "bench.time_to_quality", "--results", *map(str, found), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "time_to_quality.md").read_text()
     assert "bf16, 2 torch threads" in table and "fp32, 2 torch threads" in table and "whole notebook 17.5 min" in table
@@ -243,14 +243,14 @@ def test_time_to_quality_plot_gives_a_run_one_colour_and_marks_precision_by_fill
 
 def test_time_to_quality_fails_clearly_without_results(tmp_path):
     missing = tmp_path / "nothing.json"
-    proc = run_script("bench/time_to_quality.py", "--results", str(missing), "--out", str(tmp_path))
+    proc = run_script("-m", "bench.time_to_quality", "--results", str(missing), "--out", str(tmp_path))
     assert proc.returncode != 0
     assert str(missing) in proc.stderr and "Summarization" in proc.stderr
 
 
 def test_time_to_quality_trains_softmax_and_performer(tmp_path):
     """--train measures both attentions through the summarizer package (HW8_FAST sizes, 2 steps) and tabulates."""
-    proc = run_script("bench/time_to_quality.py", "--train", "--steps", "2", "--n-eval", "4", "--threads", "1",
+    proc = run_script("-m", "bench.time_to_quality", "--train", "--steps", "2", "--n-eval", "4", "--threads", "1",
                       "--out", str(tmp_path), env={"HW8_FAST": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads((tmp_path / "time_to_quality_runs.json").read_text())

@@ -272,7 +272,8 @@ def test_a_full_run_stands_in_for_a_fast_one_unless_the_same_mode_is_asked(tmp_p
     nbformat.write(full, executed_dir / "One.ipynb")                     # a fresh full run, written after the source
     os.utime(executed_dir / "One.ipynb", (source.stat().st_mtime + 10,) * 2)
     ran = []
-    monkeypatch.setattr(notebooks, "execute", lambda src, dest, fast, timeout: ran.append(dest) or full)
+    monkeypatch.setattr(notebooks, "run_notebook",
+                        lambda src, dest, fast, timeout, allow_errors: ran.append(dest) or (full, None))
     monkeypatch.setattr(notebooks, "sign", lambda path: None)
     notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10)
     assert ran == []                                                      # reused the full copy
