@@ -54,7 +54,7 @@ from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_s
 from grading.harness import TestResult, load_cases, run_course, write_atomically
 from grading.nbgrader_course import make_course_dir, run_nbgrader
 from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries, typed_nbgrader
-from homework.parts import cell_grade_id
+from homework.parts import cell_grade_id, nbgrader_meta
 
 MAX_UNZIPPED = 2 * 2**30
 MAX_MEMBERS = 10_000
@@ -217,7 +217,7 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
     messages += [f"{stem}:{g} appears {n} times: only the first copy was graded" for g, n in counts.items() if n > 1]
     cells = list(extras[None])
     for cell in released.cells:
-        grade_id, meta = cell_grade_id(cell), cell.get("metadata", {}).get("nbgrader", {})
+        grade_id, meta = cell_grade_id(cell), nbgrader_meta(cell)
         rebuilt = nbformat.from_dict(dict(cell))
         mine = taken.get(grade_id)
         if grade_id and mine is None:
@@ -331,7 +331,7 @@ def check_cell_points(course: Course, course_dir: Path, cases: list) -> None:
     problems = []
     for rel in course.notebooks:
         for cell in nbformat.read(course_dir / "source" / course.assignment_id / rel, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
+            meta = nbgrader_meta(cell)
             if meta.get("grade") and not meta.get("solution"):
                 got = by_cell.pop(meta["grade_id"], 0)
                 if got != meta.get("points"):
@@ -378,7 +378,7 @@ def record_in_gradebook(course: Course, course_dir: Path, gradebook: Path, resul
             graded = nbformat.read(path, as_version=4)
             released = {cell_grade_id(c): c for c in nbformat.read(released_dir / rel, as_version=4).cells}
             for cell in graded.cells:
-                meta = cell.metadata.get("nbgrader", {})
+                meta = nbgrader_meta(cell)
                 if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
                     cell.source = released[meta["grade_id"]].source     # the test as released: no hidden tests
                     verdicts = "\n".join(f"[{t.score:g}/{t.max_score:g}] {t.name}: {t.output}"

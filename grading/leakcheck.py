@@ -31,6 +31,7 @@ import nbformat
 
 from grading.course import DEFAULT_COURSE, Course, load_course
 from grading.strip import ALL_REGION_PAIRS, outside_regions, regions
+from homework.parts import nbgrader_meta
 
 MIN_LENGTH = 12
 CANARY = re.compile(rb"CANARY_[A-Z0-9_]+_[0-9a-f]{4}")
@@ -96,7 +97,7 @@ def collect_secrets(course: Course) -> Secrets:
     for rel in course.notebooks:
         nb = nbformat.read(course.root / rel, as_version=4)
         for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
+            meta = nbgrader_meta(cell)
             origin = f"{rel}:{meta.get('grade_id', 'cell')}"
             has_region = any(begin in cell.source for begin, _ in ALL_REGION_PAIRS)
             if meta.get("solution") and not has_region:

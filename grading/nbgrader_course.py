@@ -14,6 +14,7 @@ import nbformat
 
 from grading.course import GRADING_DIR, Course
 from grading.strip import is_marker_line, strip_instructor_only
+from homework.parts import nbgrader_meta
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", ".pytest_cache")
 
@@ -47,7 +48,7 @@ def drop_instructor_only(path: Path) -> None:
     generates and grades against is what students receive."""
     nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", index)
+        grade_id = nbgrader_meta(cell).get("grade_id", index)
         cell.source = strip_instructor_only(cell.source, f"{path.name} cell {grade_id}")
     nbformat.write(nb, path)
 
@@ -65,7 +66,7 @@ def protect_marker_mentions(path: Path) -> None:
             if not mentions or any(is_marker_line(line, m) for m in mentions):
                 continue
             if cell.cell_type != "markdown":
-                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
+                grade_id = nbgrader_meta(cell).get("grade_id", "?")
                 raise ValueError(f"{path.name}, cell {grade_id}: line {line.strip()!r} quotes a marker; nbgrader "
                                  "would take it for one: rephrase it")
             for m in mentions:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from homework.parts import NOTEBOOKS, PARTS, cell_grade_id, optional_parts, part_of_cell
+from homework.parts import NOTEBOOKS, PARTS, cell_grade_id, nbgrader_meta, optional_parts, part_of_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,6 @@ LABEL = re.compile(r"^# \[(\d+(?:\.\d+)?) points?")
 
 def _number(x: float) -> str:
     return f"{x:g}"
-
-
-def _grade(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 @dataclass
@@ -57,7 +53,7 @@ class Points:
         written = {p.name: 0.0 for p in PARTS}
         for notebook in NOTEBOOKS:
             for cell in nbformat.read(root / notebook, as_version=4).cells:
-                meta = _grade(cell)
+                meta = nbgrader_meta(cell)
                 if meta.get("grade") and meta.get("solution") and cell.cell_type == "markdown":
                     written[part_of_cell(meta["grade_id"]).name] += meta["points"]
         return cls(list(cases), written)
@@ -126,7 +122,7 @@ def update_notebook(path: Path, points: Points, write: bool) -> list[str]:
     nb = nbformat.read(path, as_version=4)
     stale = []
     for cell in nb.cells:
-        meta = _grade(cell)
+        meta = nbgrader_meta(cell)
         if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
             continue
         value = points.test_cell(meta["grade_id"])

@@ -19,7 +19,7 @@ import torch
 from grading import sandbox
 from grading.checks import Case, check_inputs
 from grading.sandbox_child import load_notebook_module
-from homework.parts import cell_grade_id
+from homework.parts import cell_grade_id, nbgrader_meta
 
 REFERENCE_LOCK = threading.RLock()   # torch's global RNG is shared by grading threads
 
@@ -37,7 +37,7 @@ def notebook_cells(instructor: nbformat.NotebookNode, student: nbformat.Notebook
             student_cells[grade_id] = cell.source
     code = [preamble] if preamble else []
     for cell in instructor.cells:
-        meta = cell.metadata.get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if cell.cell_type != "code":
             continue
         if meta.get("solution") and (not cells or meta["grade_id"] in cells):

@@ -51,9 +51,14 @@ PARTS = (
 )
 
 
+def nbgrader_meta(cell) -> dict:
+    """A notebook cell's nbgrader metadata ({} for a cell without any)."""
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
 def cell_grade_id(cell) -> str | None:
     """A notebook cell's nbgrader grade_id (None for a cell without one)."""
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return nbgrader_meta(cell).get("grade_id")
 
 
 def part_of_cell(grade_id: str | None) -> Part | None:

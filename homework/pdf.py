@@ -38,7 +38,7 @@ from nbconvert import LatexExporter
 
 import run_flags
 from homework.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text
-from homework.parts import NOTEBOOKS
+from homework.parts import NOTEBOOKS, cell_grade_id
 from homework.view_images import add_view_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def question_heading(grade_id: str) -> str:
 def answer_cells(nb: nbformat.NotebookNode) -> list[tuple[int, nbformat.NotebookNode]]:
     """(index, cell) of every written-answer cell: a markdown cell whose nbgrader grade_id starts with 'answer_'."""
     return [(i, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
-            and str(cell.metadata.get("nbgrader", {}).get("grade_id", "")).startswith("answer_")]
+            and str(cell_grade_id(cell) or "").startswith("answer_")]
 
 
 def unwrap_display_environments(markdown: str) -> str:
@@ -163,7 +163,7 @@ def question_prompt(nb: nbformat.NotebookNode, index: int) -> str:
     opens with a heading (a question's introduction; headings turned into bold lines), else ''."""
     previous = nb.cells[index - 1] if index > 0 else None
     if (previous is None or previous.cell_type != "markdown" or not previous.source.lstrip().startswith("#")
-            or str(previous.metadata.get("nbgrader", {}).get("grade_id", "")).startswith("answer_")
+            or str(cell_grade_id(previous) or "").startswith("answer_")
             or len(previous.source) > PROMPT_MAX_CHARS):
         return ""
     return re.sub(r"^#+[ \t]*(.+?)[ \t]*$", r"**\1**", previous.source.strip(), flags=re.MULTILINE)

@@ -5,6 +5,7 @@ running (homework/run_notebooks.py). Notebooks are never executed here (run_note
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 from pathlib import Path
@@ -17,10 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 from grading.strip import strip_solutions  # noqa: E402
 from homework import run_notebooks  # noqa: E402
 from homework.notebooks import NotebookRun  # noqa: E402
-from homework.preflight import CHECKS, FUNCTIONS, PreflightResult, run_preflight  # noqa: E402
+from homework.preflight import MARKER, TEST_FILE, PreflightResult, run_preflight  # noqa: E402
 
 # What the visible tests need: the same files the student release carries for them.
-NEEDED = ("kernel_attention.py", "tests/test_kernel_attention.py", "tests/support.py", "pyproject.toml")
+NEEDED = ("kernel_attention.py", "tests/test_kernel_attention.py", "tests/support.py", "pyproject.toml",
+          "homework/__init__.py", "homework/preflight.py")
 NO_SCALING = ("scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])", "scores = q @ k.transpose(-2, -1)")
 MERGE_WITHOUT_TRANSPOSE = ("return x.transpose(1, 2).reshape(batch, length, heads * head_dim)",
                            "return x.reshape(batch, length, heads * head_dim)")
@@ -50,50 +52,56 @@ def no_scaling(tmp_path_factory):
     return folder, run_preflight(folder)
 
 
+def marked_functions() -> dict[str, list[str]]:
+    """{test function: the functions its preflight marker names} of the visible test file, read from its source."""
+    tree = ast.parse((REPO / TEST_FILE).read_text())
+    return {node.name: [arg.value for arg in decorator.args]
+            for node in tree.body if isinstance(node, ast.FunctionDef)
+            for decorator in node.decorator_list
+            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == f"pytest.mark.{MARKER}"}
+
+
 def test_passes_on_the_instructor_solution_and_covers_every_function_summarization_uses():
-    assert {c.function for c in CHECKS} >= {"causal_mask", "combine_masks", "scaled_dot_product_attention",
-                                             "split_heads", "MultiHeadAttention", "sinusoidal_positional_encoding",
-                                             "PositionalEncoding"}
-    assert not any("shift_matrix" in c.test for c in CHECKS)      # optional 1(c): not needed to train
+    marked = marked_functions()
+    assert {f for functions in marked.values() for f in functions} == {
+        "causal_mask", "padding_mask", "combine_masks", "scaled_dot_product_attention", "split_heads", "merge_heads",
+        "MultiHeadAttention", "sinusoidal_positional_encoding", "PositionalEncoding"}
+    assert not any("shift" in test for test in marked)              # optional 1(c): not needed to train
     result = run_preflight(REPO)
     assert result.passed, result.message
-    assert result.checks == 13 and result.failures == [] and result.failed_functions == []
-    assert re.fullmatch(r"preflight: 13 checks of kernel_attention\.py passed \(\d+\.\d s\)", result.message)
-    assert result.seconds < 120
+    assert result.checks == 14 and result.failures == [] and result.failed_functions == []
+    assert re.fullmatch(r"preflight: 14 checks of kernel_attention\.py passed \(\d+\.\d s\)", result.message)
 
 
-def test_a_wrong_scaled_dot_product_attention_is_named_alone(no_scaling):
+def test_a_wrong_scaled_dot_product_attention_is_named_first(no_scaling):
+    """MultiHeadAttention fails too (it uses scaled_dot_product_attention): named after it, in test-file order."""
     _, result = no_scaling
     assert not result.passed
-    assert result.failed_functions == ["scaled_dot_product_attention"]
-    assert result.reason == "preflight failed: scaled_dot_product_attention"
-    assert {f.function for f in result.failures} == {"scaled_dot_product_attention", "MultiHeadAttention"}
-    assert result.also_failing == {"MultiHeadAttention": ["scaled_dot_product_attention"]}
+    assert result.failed_functions == ["scaled_dot_product_attention", "MultiHeadAttention"]
+    assert result.reason == "preflight failed: scaled_dot_product_attention, MultiHeadAttention"
     assert "  scaled_dot_product_attention: test_sdpa_matches_torch_without_and_with_mask: AssertionError: " \
            "Tensor-likes are not close!" in result.message
+    assert "  tests/test_kernel_attention.py:" in result.message          # pytest's own line for each failure
     assert "not written yet" not in result.message
 
 
 def test_a_merge_heads_without_the_transpose_is_named_not_split_heads(tmp_path):
     result = run_preflight(copy_with(tmp_path, MERGE_WITHOUT_TRANSPOSE))
     assert not result.passed
-    assert result.failed_functions == ["merge_heads"]
-    assert "  merge_heads: test_split_and_merge_heads: AssertionError" in result.message
-    assert "split_heads:" not in result.message
+    assert result.failed_functions[0] == "merge_heads" and "split_heads" not in result.failed_functions
+    assert "  merge_heads: test_merge_heads_puts_head_h_at_columns_h: AssertionError" in result.message
 
 
 def test_the_release_stubs_are_all_named(tmp_path):
     """The student release's kernel_attention.py (every solution region a NotImplementedError stub): each function
-    Summarization.ipynb needs is named, merge_heads too although split_heads fails before any test reaches it."""
+    Summarization.ipynb needs is named, each as not written yet."""
     result = run_preflight(copy_with(tmp_path, lambda source: strip_solutions(source, "kernel_attention.py")))
     assert not result.passed
-    assert result.failed_functions == ["scaled_dot_product_attention", "split_heads", "merge_heads",
-                                       "sinusoidal_positional_encoding"]
-    assert result.also_failing == {}          # their tests fail inside split_heads / the encoding: named by that
-    assert {f.function for f in result.failures if f.test.startswith("test_multi_head")} == {"split_heads"}
-    assert re.search(r"  split_heads: test_split_and_merge_heads: NotImplementedError: split_heads", result.message)
-    assert "  merge_heads: not written yet (raises NotImplementedError)" in result.message
-    assert all(name in FUNCTIONS for name in result.failed_functions)
+    assert result.failed_functions[:4] == ["scaled_dot_product_attention", "split_heads", "merge_heads",
+                                           "MultiHeadAttention"]
+    assert {"sinusoidal_positional_encoding", "PositionalEncoding"} <= set(result.failed_functions)
+    assert re.search(r"  split_heads \(not written yet\): test_split_heads: NotImplementedError", result.message)
+    assert "  merge_heads (not written yet): test_merge_heads_puts_head_h_at_columns_h" in result.message
 
 
 def test_a_module_that_does_not_import_fails_without_naming_a_function(tmp_path):
@@ -132,8 +140,9 @@ def test_make_run_skips_summarization_when_the_preflight_fails(no_scaling, execu
     assert executed == ["Kernel_Attention.ipynb"]                     # the other notebook still runs
     assert "  scaled_dot_product_attention: test_sdpa_matches_torch" in out
     assert "To run it anyway: python -m homework.run_notebooks --in-place --no-preflight" in out
-    assert "\nSummarization.ipynb: not run: preflight failed: scaled_dot_product_attention\n" in out
-    assert "FAILED: Summarization.ipynb not run (preflight failed: scaled_dot_product_attention). Fix" in out
+    reason = "preflight failed: scaled_dot_product_attention, MultiHeadAttention"
+    assert f"\nSummarization.ipynb: not run: {reason}\n" in out
+    assert f"FAILED: Summarization.ipynb not run ({reason}). Fix" in out
     assert out.index("=== summary ===") < out.index("Summarization.ipynb: not run")
 
 
@@ -159,12 +168,12 @@ def test_a_passing_preflight_prints_its_line_and_runs_summarization(tmp_path, ex
 
     def passing(repo):
         checked.append(repo)
-        return PreflightResult(True, 3.1, checks=13, message="preflight: 13 checks of kernel_attention.py passed")
+        return PreflightResult(True, 3.1, checks=14, message="preflight: 14 checks of kernel_attention.py passed")
 
     monkeypatch.setattr(run_notebooks, "run_preflight", passing)
     assert run_notebooks.main(["--in-place", "--notebooks", str(kernel), str(summarization)]) == 0
     assert checked == [tmp_path.resolve()]                           # the kernel_attention.py beside the notebook
     assert executed == ["Kernel_Attention.ipynb", "Summarization.ipynb"]
     out = capsys.readouterr().out
-    assert out.startswith("preflight: 13 checks of kernel_attention.py passed\n")
+    assert out.startswith("preflight: 14 checks of kernel_attention.py passed\n")
     assert "not run" not in out and "OK: every required part ran." in out
