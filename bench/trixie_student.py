@@ -32,6 +32,7 @@ from pathlib import Path
 
 from grading.course import REPO_ROOT, load_course
 from grading.gradescope_check import PLATFORMS, build_rootfs, contained
+from homework.colab import SETUP_CELL, dist_name
 
 OUT = REPO_ROOT / "build" / "trixie-check"
 COLAB_LACKS = ("bertviz", "rouge-score")          # installed by the notebooks' first cell, as on Colab
@@ -110,10 +111,6 @@ print("trixie driver: done", flush=True)
 '''
 
 
-def normal(name: str) -> str:
-    return name.replace("_", "-").lower()
-
-
 def torch_pins(rootfs: Path) -> dict[str, str]:
     """{name: "name==version"} of the exact pins in the rootfs torch's metadata (Debian's torch 2.6: sympy==1.13.1), so
     that the venv agrees with them, as Colab's packages agree with its torch."""
@@ -121,15 +118,15 @@ def torch_pins(rootfs: Path) -> dict[str, str]:
                                "import importlib.metadata as m; print('\\n'.join(m.requires('torch') or []))"],
                               capture_output=True, text=True, check=True).stdout.splitlines()
     pins = [line.split(";")[0].replace(" ", "") for line in requires if "==" in line.split(";")[0]]
-    return {normal(pin.split("==")[0]): pin for pin in pins}
+    return {dist_name(pin.split("==")[0]): pin for pin in pins}
 
 
 def freeze_for_313(exclude: tuple[str, ...]) -> list[str]:
     """This machine's venv as exact pins (the closure `make install` resolved), without the excluded names."""
     lines = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
                            text=True, check=True).stdout.split()
-    excluded = {normal(name) for name in exclude}
-    return [line for line in lines if "==" in line and normal(line.split("==")[0]) not in excluded]
+    excluded = {dist_name(name) for name in exclude}
+    return [line for line in lines if "==" in line and dist_name(line.split("==")[0]) not in excluded]
 
 
 def download(pins: list[str], dest: Path, python: str) -> None:
@@ -150,11 +147,11 @@ def prepare(rootfs: Path, python: str) -> None:
     """The venv with its wheels, the stand-in google.colab and the model student on the stand-in Drive."""
     wheels = OUT / f"wheels-{python}"
     overrides = torch_pins(rootfs)
-    pins = [overrides.get(normal(pin.split("==")[0]), pin) for pin in freeze_for_313(FROM_DEBIAN)]
+    pins = [overrides.get(dist_name(pin.split("==")[0]), pin) for pin in freeze_for_313(FROM_DEBIAN)]
     download(pins, wheels, python)
     shutil.rmtree(rootfs / "wheels", ignore_errors=True)
     shutil.copytree(wheels, rootfs / "wheels")
-    install = [p for p in pins if normal(p.split("==")[0]) not in COLAB_LACKS]
+    install = [p for p in pins if dist_name(p.split("==")[0]) not in COLAB_LACKS]
     (rootfs / "srv" / "check").mkdir(parents=True, exist_ok=True)
     (rootfs / "srv" / "check" / "install.txt").write_text("\n".join(install) + "\n")
     if not (rootfs / "venv" / "bin" / "python").exists():
@@ -169,7 +166,6 @@ def prepare(rootfs: Path, python: str) -> None:
     (site / "google" / "colab" / "drive.py").write_text(STAND_IN)
 
     from grading.release import build_release
-    from homework.colab import SETUP_CELL
     from tests.test_release_students import make_student
 
     for folder in ("content", "srv/gdrive"):

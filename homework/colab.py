@@ -62,13 +62,18 @@ NEEDED = {"bertviz": "bertviz", "rouge_score": "rouge-score", "datasets": "datas
 PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
 
 
+def dist_name(name: str) -> str:
+    """A distribution name normalized as pip compares them: "Rouge_Score" -> "rouge-score"."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def pins(requirements: Path) -> dict[str, str]:
     """{normalized distribution name: "name==version"} from a requirements file's exact pins."""
     found = {}
     for line in requirements.read_text().splitlines():
         match = PIN.match(line)
         if match:
-            found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = f"{match.group(1)}=={match.group(2)}"
+            found[dist_name(match.group(1))] = f"{match.group(1)}=={match.group(2)}"
     return found
 
 
