@@ -50,7 +50,7 @@ from pathlib import Path
 import nbformat
 
 from grading import sandbox
-from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support
+from grading.course import DEFAULT_COURSE, Course, load_course, validate_check_support, within
 from grading.harness import TestResult, load_cases, run_course, write_atomically
 from grading.nbgrader_course import make_course_dir, run_nbgrader
 from grading.submitted import Refused, copy_regular, find_root, read_notebook, special_entries, typed_nbgrader
@@ -237,7 +237,7 @@ def rebuild_notebook(released: nbformat.NotebookNode, student: nbformat.Notebook
     return nbformat.v4.new_notebook(cells=cells, metadata=released.metadata), messages
 
 
-def stage(course: Course, entry: Path, submitted: Path, scratch: Path, released: Path) -> list[str]:
+def copy_to_nbgrader(course: Course, entry: Path, submitted: Path, scratch: Path, released: Path) -> list[str]:
     """Copy one submission into nbgrader's submitted folder: regular files only, notebooks rebuilt from the release.
     A zip upload (or a zip inside an uploaded folder that holds none of the expected files) is unpacked into
     `scratch` first. Returns the messages for the student."""
@@ -299,7 +299,7 @@ def grade_one(course: Course, root: Path, sid: str, entry: Path, hide: list[str]
         released = root / "release" / course.assignment_id
         submitted = root / "submitted" / sid / course.assignment_id
         shutil.rmtree(submitted, ignore_errors=True)                 # what a worker that died may have left
-        result.messages += stage(course, entry, submitted, scratch, released)
+        result.messages += copy_to_nbgrader(course, entry, submitted, scratch, released)
         result.trusted = run_course(course, submitted, hide=[Path(p) for p in hide], uid=uid, cases=cases)
     except BaseException as err:  # noqa: BLE001 - e.g. pyo3's PanicException, MemoryError: this student's alone
         if isinstance(err, KeyboardInterrupt):
@@ -591,7 +591,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int = 2) -> li
     shutil.rmtree(out / "feedback", ignore_errors=True)
     course_dir = out / "course"
     support = [r for r in course.release_files
-               if (course.root / r).exists() and not any(r == h or r.startswith(h + "/") for h in course.hidden_paths)]
+               if (course.root / r).exists() and not any(within(r, h) for h in course.hidden_paths)]
     validate_check_support(course)
     settings = make_course_dir(course, course_dir, support)
     cases = load_cases(course.cases_path)

@@ -7,24 +7,30 @@ conventions (tests/fixtures/mini_course/course.toml). Every grading entry point 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 try:
     import tomllib  # novermin (3.11+; tomli below on 3.10)
 except ModuleNotFoundError:          # Python 3.10 (Gradescope's default image): the same parser, as a package
     import tomli as tomllib
 
+from homework.markers import BEGIN_SOLUTION, END_SOLUTION  # noqa: F401 (re-exported)
+
 GRADING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = GRADING_DIR.parent
 DEFAULT_COURSE = GRADING_DIR / "course.toml"
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 BEGIN_SCHEME, END_SCHEME = "=== BEGIN MARK SCHEME ===", "=== END MARK SCHEME ==="
 # Instructor-only text (a docstring paragraph that derives an answer, a narrating comment or markdown sentence): whole
 # marker lines, in any released file -- `# === BEGIN INSTRUCTOR ONLY ===` in code, `<!-- BEGIN INSTRUCTOR ONLY -->`
 # in markdown, `=== BEGIN INSTRUCTOR ONLY ===` inside a docstring. The release drops the lines between them.
 BEGIN_INSTRUCTOR, END_INSTRUCTOR = "=== BEGIN INSTRUCTOR ONLY ===", "=== END INSTRUCTOR ONLY ==="
+
+
+def within(rel: str, folder: str) -> bool:
+    """True if the relative path `rel` is the relative path `folder` or lies inside it ('a/b' is within 'a')."""
+    return PurePosixPath(rel).is_relative_to(folder)
 
 
 @dataclass
@@ -103,13 +109,13 @@ def validate_check_support(course: Course) -> None:
     instructor-only / solution text (student code could print it into its feedback). Raises ValueError if one is."""
     problems = []
     for rel in course.check_support:
-        if any(rel == h or rel.startswith(h + "/") for h in [*course.hidden_paths, *course.instructor_only]):
+        if any(within(rel, h) for h in [*course.hidden_paths, *course.instructor_only]):
             problems.append(f"{rel} is hidden or instructor-only")
         base = course.root / rel
         for path in ([base, *base.rglob("*")] if base.is_dir() else [base]):
             if path.is_file() and path.suffix in (".py", ".md", ".txt", ".json", ".toml"):
                 text = path.read_text(errors="replace")
-                if BEGIN_INSTRUCTOR in text or "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
+                if any(m.strip("#= ") in text for m in (BEGIN_INSTRUCTOR, BEGIN_SOLUTION, BEGIN_HIDDEN)):
                     problems.append(f"{path.relative_to(course.root)} holds instructor-only or solution text")
     if problems:
         raise ValueError("check_support would put instructor material next to student code:\n  "

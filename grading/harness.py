@@ -64,7 +64,7 @@ def load_cases(path: Path) -> list[Case | FileCase]:
     return list(module.CASES)
 
 
-def stage_submission(cases: list, submission: Path, reference: Reference, staged: Path, modules: list[str],
+def stage_for_checks(cases: list, submission: Path, reference: Reference, staged: Path, modules: list[str],
                      notebooks: list[str], support: list[str]) -> dict[str, str]:
     """Copy the student's modules and the code of its notebook checks (and the instructor's support files) into the
     staged folder; returns {module key: why it is missing} (not submitted, unreadable, or refused: a link)."""
@@ -116,7 +116,7 @@ def run_cases(cases: list, submission: Path, reference_dir: Path, modules: list[
     the whole submission (checks after it is spent score 0 with a message)."""
     reference = Reference(reference_dir)
     staged = sandbox.private_folder("hw8-staged-")
-    missing = stage_submission(cases, submission, reference, staged, modules, notebooks, list(support))
+    missing = stage_for_checks(cases, submission, reference, staged, modules, notebooks, list(support))
     child = Child(staged, hide=[*hide, submission], keep=keep, uid=uid, budget=Budget(budget))
     results = []
     try:

@@ -22,8 +22,8 @@ if "db_url" in settings:
 c.HTMLExporter.sanitize_html = True
 
 # Release: solution regions become stubs, hidden tests are removed, outputs are cleared.
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ClearSolutions.code_stub = {"python": settings["code_stub"]}      # homework/markers.py
+c.ClearSolutions.text_stub = settings["text_stub"]
 c.GenerateAssignment.create_assignment = True
 
 # Autograde records the submission in the gradebook and never executes it: every autograded point is decided by

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import nbformat
 
-from grading.course import GRADING_DIR, Course
-from grading.strip import is_marker_line, strip_instructor_only
+from grading.course import BEGIN_HIDDEN, BEGIN_SCHEME, END_HIDDEN, END_SCHEME, GRADING_DIR, Course
+from grading.strip import strip_instructor_only
+from homework.markers import ANSWER_STUB, BEGIN_SOLUTION, CODE_STUB, END_SOLUTION, has_marker_line, is_marker_line
 from homework.parts import nbgrader_meta
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", ".pytest_cache")
@@ -39,8 +40,8 @@ def copy_entry(src_root: Path, rel: str, dest_root: Path) -> None:
         shutil.copy2(src, dest)
 
 
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
-           "END MARK SCHEME")
+MARKERS = tuple(m.strip("#= ") for m in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN, BEGIN_SCHEME,
+                                          END_SCHEME))
 
 
 def drop_instructor_only(path: Path) -> None:
@@ -91,8 +92,7 @@ def check_notebooks(course: Course) -> None:
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader")
             where = f"{rel} cell {index}"
-            has_solution = any(line.strip() == "### BEGIN SOLUTION" for line in cell.source.split("\n"))
-            has_hidden = any(line.strip() == "### BEGIN HIDDEN TESTS" for line in cell.source.split("\n"))
+            has_solution, has_hidden = (has_marker_line(cell.source, m) for m in (BEGIN_SOLUTION, BEGIN_HIDDEN))
             if meta is None:
                 if has_solution or has_hidden:
                     problems.append(f"{where}: has a solution/hidden-test region but no nbgrader metadata")
@@ -107,7 +107,7 @@ def check_notebooks(course: Course) -> None:
             if has_solution and not meta.get("solution"):
                 problems.append(f"{where}: solution region in a cell that is not a solution cell")
             if has_hidden:
-                problems.append(f"{where}: '### BEGIN HIDDEN TESTS' block: neither grader runs notebook code, so it "
+                problems.append(f"{where}: '{BEGIN_HIDDEN}' block: neither grader runs notebook code, so it "
                                 f"would change no grade; write it as a trusted check in {course.cases_path.name} "
                                 f"(nbgrader_cell={grade_id!r}) or make it a visible test")
             if meta.get("grade") and not meta.get("points"):
@@ -137,7 +137,8 @@ def make_course_dir(course: Course, course_dir: Path, support: list[str]) -> Pat
         protect_marker_mentions(source / rel)
     shutil.copy2(GRADING_DIR / "nbgrader_config.py", course_dir / "nbgrader_config.py")
     settings = {"course_dir": str(course_dir), "assignment_id": course.assignment_id,
-                "student_files": [*course.student_modules, *([course.checkpoint] if course.checkpoint else [])]}
+                "student_files": [*course.student_modules, *([course.checkpoint] if course.checkpoint else [])],
+                "code_stub": CODE_STUB, "text_stub": ANSWER_STUB}
     settings_path = course_dir / "grading_settings.json"
     settings_path.write_text(json.dumps(settings, indent=1))
     return settings_path

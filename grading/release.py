@@ -25,15 +25,13 @@ from grading.course import (
     END_INSTRUCTOR,
     Course,
     load_course,
+    within,
 )
 from grading.nbgrader_course import IGNORED, make_course_dir, run_nbgrader
-from grading.strip import has_solution_regions, strip_instructor_only, strip_solutions
+from grading.strip import strip_instructor_only, strip_solutions
+from homework.markers import has_marker_line
 
 TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".ipynb", ".sh", ".json"}
-
-
-def _within(rel: str, folder: str) -> bool:
-    return rel == folder or rel.startswith(folder.rstrip("/") + "/")
 
 
 def check_allow_list(course: Course) -> list[str]:
@@ -41,7 +39,7 @@ def check_allow_list(course: Course) -> list[str]:
     present = []
     for rel in course.release_files:
         for hidden in course.hidden_paths:
-            if _within(hidden, rel) and (course.root / rel).is_dir():
+            if within(hidden, rel) and (course.root / rel).is_dir():
                 raise ValueError(f"release entry '{rel}' contains hidden material '{hidden}': list files explicitly")
         if (course.root / rel).exists():
             present.append(rel)
@@ -92,7 +90,7 @@ def build_release(course: Course, out_dir: Path, leak_check: bool = True) -> tup
     for path in released_python_files(out_dir):
         rel = path.relative_to(out_dir).as_posix()
         text = path.read_text()
-        if has_solution_regions(text) or rel in course.student_modules:
+        if has_marker_line(text, BEGIN_SOLUTION) or rel in course.student_modules:
             path.write_text(strip_solutions(text, rel))
     _refuse_markers(out_dir)
     zip_path = out_dir.parent / f"{course.assignment_id}_release.zip"

@@ -67,10 +67,6 @@ def describe() -> str:
     return f"sandbox: student code runs as uid {SANDBOX_UID} without capabilities; {how}"
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _closed_ancestor(path: Path) -> Path | None:
     """The outermost ancestor of `path` that other users cannot traverse (e.g. a 0700 temp folder), or None."""
     for parent in reversed(path.parents):
@@ -100,7 +96,7 @@ def wrap(argv: list[str], hide: list[Path], keep: list[Path], uid: int = SANDBOX
     hide_paths = [Path(p) for p in ALWAYS_HIDDEN] + [p.resolve() for p in hide if p.exists()]
     hide_paths += [a for _, real in keep_pairs if (a := _closed_ancestor(real)) is not None]
     hide_paths = [p for p in hide_paths if p.exists()]
-    hide_paths = sorted({p for p in hide_paths if not any(_inside(p, o) and p != o for o in hide_paths)},
+    hide_paths = sorted({p for p in hide_paths if not any(p.is_relative_to(o) and p != o for o in hide_paths)},
                         key=lambda p: len(p.parts))                                   # outermost only
     q = shlex.quote
     lines = ["set -e", f"mkdir -p {STASH}", f"mount -t tmpfs -o size=1m,mode=700 hw8-stash {STASH}"]

@@ -13,16 +13,8 @@ import re
 from nbformat.v4 import new_code_cell, new_notebook
 from nbgrader.preprocessors import ClearSolutions
 
-from grading.course import (
-    BEGIN_HIDDEN,
-    BEGIN_INSTRUCTOR,
-    BEGIN_SCHEME,
-    BEGIN_SOLUTION,
-    END_HIDDEN,
-    END_INSTRUCTOR,
-    END_SCHEME,
-    END_SOLUTION,
-)
+from grading.course import BEGIN_HIDDEN, BEGIN_INSTRUCTOR, BEGIN_SCHEME, END_HIDDEN, END_INSTRUCTOR, END_SCHEME
+from homework.markers import BEGIN_SOLUTION, END_SOLUTION, has_marker_line, is_marker_line
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _PLACEHOLDER = "__HW8_STUB__"
@@ -32,14 +24,6 @@ _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)|^(\s*)class\s+(\w+)")
 
 def _indent(line: str) -> str:
     return re.match(r"\s*", line).group(0)
-
-
-def is_marker_line(line: str, marker: str) -> bool:
-    """True if the line is a marker line: the marker text plus only '#', '=', spaces and an HTML comment's '<!--' /
-    '-->' (regions sit between marker lines). Prose that quotes a marker (a docstring sentence) is not one."""
-    core = marker.strip("#= ")
-    rest = line.replace(core, "").replace("<!--", "").replace("-->", "")
-    return core in line and not rest.strip("#= \t")
 
 
 def _is_marker(line: str) -> bool:
@@ -91,7 +75,7 @@ def strip_solutions(source: str, filename: str) -> str:
         "END SOLUTION", _MENTION + "E") for line in source.split("\n")]
     cell = new_code_cell(source="\n".join(_align_markers(lines)))
     # a solution cell without regions would become one stub: mark the cell a solution cell only if it has regions
-    cell.metadata["nbgrader"] = {"solution": has_solution_regions(source), "grade": False, "locked": False,
+    cell.metadata["nbgrader"] = {"solution": has_marker_line(source, BEGIN_SOLUTION), "grade": False, "locked": False,
                                  "grade_id": "module", "schema_version": 3, "task": False}
     clear = ClearSolutions(code_stub={"python": f"raise NotImplementedError({_PLACEHOLDER})"},
                            begin_solution_delimeter=BEGIN_SOLUTION.removeprefix("### "),
@@ -128,11 +112,6 @@ def strip_instructor_only(text: str, filename: str) -> str:
     if opened_at is not None:
         raise ValueError(f"{filename}:{opened_at}: instructor-only region never closed ('{END_INSTRUCTOR}')")
     return outside_regions(text, [(BEGIN_INSTRUCTOR, END_INSTRUCTOR)])
-
-
-def has_solution_regions(source: str) -> bool:
-    """True if the text contains a solution region marker."""
-    return BEGIN_SOLUTION in source
 
 
 def regions(text: str, begin: str, end: str) -> list[str]:

@@ -33,7 +33,6 @@ from homework.parts import cell_grade_id, part_of_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
-DEPENDENCY_GLOBS = ("*.py", "summarizer/**/*.py", "data/**/*", "assets/**/*")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # IPython's traceback frames: "Cell In[3], line 8, in shift_matrix(d_model, k)", "File ~/x.py:324, in f(a, b)";
 # a cell's top level has no ", in ..." part.
@@ -255,17 +254,17 @@ def join_widget_text(parts: list[str]) -> str:
     return html.unescape(" ".join(p for p in parts if p)).replace("\u2007", " ").strip()
 
 
-def bar_text(box_id: str, widget_state: dict[str, dict]) -> str | None:
-    """The text of a progress bar widget (a box holding text and a progress model, as tqdm.notebook draws it):
-    'train: 37% 1184/3200 [05:01<08:33, 3.93it/s]'; None for any other widget."""
-    state = widget_state.get(box_id, {})
-    if state.get("_model_name") not in BOX_MODELS:
+def bar_text(box_id: str, live_state: dict[str, dict]) -> str | None:
+    """The text of a progress bar widget (a box holding text and a progress model, as tqdm.notebook draws it) in
+    nbclient's live widget state ({model_id: state with its '_model_name'}), as widget_text renders a saved one:
+    'train:  37%|████      | 1184/3200 [05:01<08:33, 3.93it/s]'; None for any other widget."""
+    state = live_state.get(box_id, {})
+    children = [live_state.get(str(c).removeprefix("IPY_MODEL_"), {}) for c in state.get("children", []) or []]
+    if state.get("_model_name") not in BOX_MODELS or not any(
+            str(c.get("_model_name", "")).endswith("ProgressModel") for c in children):
         return None
-    children = [widget_state.get(str(c).removeprefix("IPY_MODEL_"), {}) for c in state.get("children", []) or []]
-    if not any(str(c.get("_model_name", "")).endswith("ProgressModel") for c in children):
-        return None
-    parts = [str(c.get("value", "")) for c in children if c.get("_model_name") in TEXT_MODELS]
-    return join_widget_text(parts) or None
+    saved = {model_id: {"model_name": s.get("_model_name"), "state": s} for model_id, s in live_state.items()}
+    return widget_text(box_id, saved) or None
 
 
 class EchoingClient(NotebookClient):
@@ -299,35 +298,10 @@ def front_end_metadata() -> dict:
             "language_info": copy.deepcopy(IPythonKernel.language_info)}
 
 
-def executed_candidates(source: Path, executed_dir: Path, fast: bool) -> list[Path]:
-    """Executed copies of `source` that may be reused, the first being where a run of this mode is written:
-    full mode executed_dir/<name> (`make run`); fast mode executed_dir/<stem>.fast.ipynb (the notebook tests),
-    then executed_dir/<name> (a full run is good enough for a fast PDF)."""
-    full = executed_dir / source.name
-    return [executed_dir / f"{source.stem}.fast.ipynb", full] if fast else [full]
-
-
-def dependencies(source: Path) -> list[Path]:
-    """What an executed copy of `source` depends on: the notebook, the modules beside it, the summarizer package,
-    the corpus and the bertviz assets (files matching DEPENDENCY_GLOBS in the notebook's folder)."""
-    return [source, *(p for pattern in DEPENDENCY_GLOBS for p in source.parent.glob(pattern))]
-
-
-def reusable(executed: Path, source: Path, fast: bool) -> bool:
-    """True if `executed` is newer than the notebook and its modules, ran every code cell, raised no error, and
-    was not a fast run when a full one is wanted (mode recorded in metadata hw8.fast)."""
-    if not executed.is_file():
-        return False
-    newest_source = max(p.stat().st_mtime for p in dependencies(source) if p.is_file())
-    if executed.stat().st_mtime <= newest_source:
-        return False
-    nb = nbformat.read(executed, as_version=4)
-    if not fast and nb.metadata.get("hw8", {}).get("fast", False):
-        return False
-    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
-    ran = all(c.get("execution_count") for c in code)
-    failed = any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
-    return ran and not failed
+def executed_copy(source: Path, executed_dir: Path, fast: bool) -> Path:
+    """Where an executed copy of `source` is written outside the notebook's folder: executed_dir/<name> for a full run
+    (`make run`), executed_dir/<stem>.fast.ipynb for a fast one (the notebook tests)."""
+    return executed_dir / (f"{source.stem}.fast.ipynb" if fast else source.name)
 
 
 KERNEL_STARTS = 3     # tries to start a notebook's kernel before its first cell
@@ -429,20 +403,6 @@ def run_notebook(source: Path, destination: Path, fast: bool, timeout: int | Non
     print(f"executed {name} in {run.seconds:.0f} s"
           + (f"; {len(run.failures)} cell(s) failed" if run.failures else ""), flush=True)
     return nb, run
-
-
-def executed_notebook(source: Path, executed_dir: Path, fast: bool, timeout: int | None,
-                      force: bool = False, same_mode: bool = False) -> nbformat.NotebookNode:
-    """The executed copy of `source`: reused from executed_dir when fresh (see `reusable`), else executed now
-    (strictly: a failing cell raises). Candidates: `executed_candidates`; same_mode: only a run of the mode asked for
-    (a full run does not stand in for a fast one)."""
-    candidates = executed_candidates(source, executed_dir, fast)
-    for candidate in candidates[:1] if same_mode else candidates:
-        if not force and reusable(candidate, source, fast):
-            print(f"reusing {candidate}", flush=True)
-            sign(candidate)     # this user's own run (it may predate signing)
-            return nbformat.read(candidate, as_version=4)
-    return run_notebook(source, candidates[0], fast, timeout, allow_errors=False)[0]
 
 
 def run_summary(runs: list[NotebookRun]) -> tuple[str, int]:

@@ -37,7 +37,8 @@ from jinja2 import DictLoader
 from nbconvert import LatexExporter
 
 import run_flags
-from homework.notebooks import WIDGET_VIEW, executed_notebook, saved_widget_state, widget_text
+from homework.markers import BEGIN_SOLUTION, END_SOLUTION
+from homework.notebooks import WIDGET_VIEW, saved_widget_state, widget_text
 from homework.parts import NOTEBOOKS, cell_grade_id
 from homework.view_images import add_view_images
 
@@ -52,8 +53,8 @@ PROMPT_MAX_CHARS = 2500  # a longer markdown cell before an answer is narrative,
 TYPESETTABLE = ("image/png", "image/jpeg", "application/pdf", "text/latex", "text/markdown")
 HTML_ONLY_NOTE = "[interactive HTML/JavaScript output (e.g. a bertviz view) omitted from the PDF: open the notebook]"
 PLACEHOLDER_REPR = re.compile(r"^<(IPython\.core\.display\.\w+|bertviz\.[\w.]+) object>$")
-SOLUTION_BEGIN = re.compile(r"^[ \t]*###?[ \t]*BEGIN SOLUTION[ \t]*$", re.MULTILINE)
-SOLUTION_END = re.compile(r"^[ \t]*###?[ \t]*END SOLUTION[ \t]*\n?", re.MULTILINE)
+SOLUTION_BEGIN = re.compile(rf"^[ \t]*###?[ \t]*{BEGIN_SOLUTION.strip('# ')}[ \t]*$", re.MULTILINE)
+SOLUTION_END = re.compile(rf"^[ \t]*###?[ \t]*{END_SOLUTION.strip('# ')}[ \t]*\n?", re.MULTILINE)
 # $$\begin{align}...\end{align}$$ renders in Jupyter (MathJax) but is nested display math in LaTeX: unwrap it.
 WRAPPED_ENVIRONMENT = re.compile(r"\$\$\s*(\\begin\{(align|alignat|equation|gather|multline|eqnarray)(\*?)\}.*?"
                                  r"\\end\{\2\3\})\s*\$\$", re.DOTALL)
@@ -227,6 +228,8 @@ def build_pdfs(sources: list[Path], executed_dir: Path, out_dir: Path, fast: boo
     <out_dir>/written_answers.pdf; return the PDF paths. Raise ValueError if no notebook has an answer cell.
 
     Fast mode runs xelatex once (the text is complete); a full run twice (PDF bookmarks need the second)."""
+    from grading.executed import executed_notebook  # the instructor's reuse of executed copies (not released)
+
     latex_runs = 1 if fast else 2
     require_latex_tools()
     missing = [str(s) for s in sources if not s.is_file()]

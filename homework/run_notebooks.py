@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import run_flags
-from homework.notebooks import NotebookRun, executed_candidates, run_notebook, run_summary
+from homework.notebooks import NotebookRun, executed_copy, run_notebook, run_summary
 from homework.parts import NOTEBOOKS, SUMMARIZATION
 from homework.preflight import run_preflight
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{SUMMARIZATION} is not run{others}. To run it anyway: {again}", flush=True)
     runs = []
     for source in sources:
-        destination = source if args.in_place else executed_candidates(source, args.out.resolve(), fast)[0]
+        destination = source if args.in_place else executed_copy(source, args.out.resolve(), fast)
         if source == summarization and preflight is not None and not preflight.passed:
             runs.append(NotebookRun(source.name, destination, fast, not_run=preflight.reason))
             continue

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from homework.markers import ANSWER_STUB
 from homework.parts import NOTEBOOKS, Part, cell_grade_id, part_of_cell, part_of_function
 from summarizer.settings import FAST, FULL
 
@@ -31,8 +32,8 @@ MODULES = ["kernel_attention.py"]
 CHECKPOINT = FULL.checkpoint                 # checkpoints/summarizer.pt
 FAST_CHECKPOINT = FAST.checkpoint            # build/checkpoints/summarizer_fast.pt (--allow-fast only)
 STUB_LINE = re.compile(r"^[ \t]*raise[ \t]+NotImplementedError\b", re.MULTILINE)
-ANSWER_STUB = "YOUR ANSWER HERE"
-ANSWER_STUB_LINE = re.compile(r"^[ \t]*YOUR ANSWER HERE[ \t]*$", re.MULTILINE)   # not a mention in the instructions
+# a line that is the stub, not a mention of it in the instructions
+ANSWER_STUB_LINE = re.compile(rf"^[ \t]*{re.escape(ANSWER_STUB)}[ \t]*$", re.MULTILINE)
 
 
 @dataclass

@@ -28,7 +28,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 from homework.browser import chromium, chromium_path  # noqa: E402
-from homework.notebooks import executed_notebook, front_end_metadata  # noqa: E402
+from homework.notebooks import front_end_metadata  # noqa: E402
 from homework.parts import NOTEBOOKS  # noqa: E402
 from homework.view_images import view_outputs  # noqa: E402
 
@@ -108,7 +108,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, fast_notebooks):
     """A folder the servers serve: the executed fast notebooks (<stem>.fast.ipynb), the committed ones, a plain
     notebook (the front ends' own console noise) and an unsigned copy of the executed Visualizing_BERT."""
     if chromium_path() is None:
@@ -118,7 +118,7 @@ def root(tmp_path_factory):
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("front_ends")
     for name in NOTEBOOKS:
-        executed = executed_notebook(REPO / name, REPO / "build" / "notebooks", fast=True, timeout=900)
+        executed = fast_notebooks[name]
         nbformat.write(executed, folder / f"{Path(name).stem}.fast.ipynb")   # the same content: the same signature
         shutil.copy(REPO / name, folder / name)
         if name == "Visualizing_BERT.ipynb":

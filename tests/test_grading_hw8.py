@@ -37,7 +37,6 @@ from grading import sandbox  # noqa: E402
 from grading.course import load_course  # noqa: E402
 from grading.gradescope import build_bundle  # noqa: E402
 from grading.harness import load_cases  # noqa: E402
-from grading.release import build_release  # noqa: E402
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HW8_FAST": "1"}
 CASE_TIMEOUT = 10                                 # seconds per check in these tests (the course uses 60)
@@ -588,15 +587,14 @@ class Listener:
 
 
 @pytest.fixture(scope="module")
-def hw8():
+def hw8(real_release):
     base = Path(tempfile.mkdtemp(prefix="hw8-grading-real-"))        # 0700: the sandbox uid cannot read it
     listener = Listener()
     try:
         course_file = course_file_with_test_timeouts(base)
         course = load_course(course_file)
-        started = time.monotonic()
-        release, _ = build_release(course, base / "build" / "release")
-        TIMINGS["release"] = time.monotonic() - started
+        release = base / "build" / "release"                  # where autograde (course.build_dir) looks for it
+        shutil.copytree(real_release[0], release)
         started = time.monotonic()
         checkpoint = train_fast_checkpoint(base / "fast_checkpoint.pt")
         TIMINGS["fast checkpoint"] = time.monotonic() - started
@@ -792,9 +790,12 @@ IN_CONTAINER = ("model", "wrong", "reply_bomb", "checkpoint_bomb", "proc_spy")
                     reason="needs root, cgroup v1 memory/cpu controllers and capsh")
 def test_gradescope_within_its_default_limits_and_schema(hw8):
     from grading.gradescope_check import results_schema_problems
-    for k, name in enumerate(IN_CONTAINER):
-        results = gradescope_run(hw8["bundle"], hw8["base"] / "gs-limited" / name, hw8["subs"][name],
-                                 sandbox.SANDBOX_UID + 200 + k, GRADESCOPE_LIMITS)
+    with ThreadPoolExecutor(max_workers=4) as pool:       # four containers of half a CPU: the machine's two cores
+        futures = {name: pool.submit(gradescope_run, hw8["bundle"], hw8["base"] / "gs-limited" / name,
+                                     hw8["subs"][name], sandbox.SANDBOX_UID + 200 + k, GRADESCOPE_LIMITS)
+                   for k, name in enumerate(IN_CONTAINER)}
+    for name, future in futures.items():
+        results = future.result()
         run = results.pop("_run")
         seconds = results.pop("_seconds")
         assert results_schema_problems(results) == [], name

@@ -12,8 +12,6 @@ from pathlib import Path
 import nbformat
 from support import nbgrader
 
-from homework.notebooks import executed_notebook
-
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
 EXECUTED = ROOT / "build" / "notebooks" / "Kernel_Attention.fast.ipynb"
@@ -69,10 +67,8 @@ def test_answers_carry_the_key_results(notebook):
     assert re.search(r"-0\.\d\d", answers["answer_3a_iii"])                 # measured slopes are quoted
 
 
-def test_notebook_executes_headless():
-    # Executed strictly (a failing cell raises CellExecutionError), or the fresh copy that an earlier test of this
-    # session executed the same way (the front-end tests run first) is reused.
-    notebook = executed_notebook(NOTEBOOK, EXECUTED.parent, fast=True, same_mode=True, timeout=300)
+def test_notebook_executes_headless(fast_notebooks):
+    notebook = fast_notebooks[NOTEBOOK.name]
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -118,11 +118,11 @@ def test_bar_text_renders_a_tqdm_widget_and_nothing_else():
     state = {
         "box": {"_model_name": "HBoxModel", "children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]},
         "l": {"_model_name": "HTMLModel", "value": "train:  37%"},
-        "p": {"_model_name": "FloatProgressModel", "value": 37},
+        "p": {"_model_name": "FloatProgressModel", "value": 37, "max": 100},
         "r": {"_model_name": "HTMLModel", "value": "37/100 [00:01&lt;00:02]"},
         "other": {"_model_name": "HBoxModel", "children": ["IPY_MODEL_l"]},
     }
-    assert bar_text("box", state) == "train:  37% 37/100 [00:01<00:02]"
+    assert bar_text("box", state) == "train:  37%|████      | 37/100 [00:01<00:02]"      # as the saved bar reads
     assert bar_text("other", state) is None and bar_text("l", state) is None
 
 
@@ -262,7 +262,7 @@ def test_submission_refuses_an_invalid_notebook(home, capsys):
 
 
 def test_a_full_run_stands_in_for_a_fast_one_unless_the_same_mode_is_asked(tmp_path, monkeypatch):
-    from homework import notebooks
+    from grading import executed
     source = tmp_path / "One.ipynb"
     code = nbformat.v4.new_code_cell("1 + 1", execution_count=1)
     nbformat.write(nbformat.v4.new_notebook(cells=[code]), source)
@@ -272,12 +272,12 @@ def test_a_full_run_stands_in_for_a_fast_one_unless_the_same_mode_is_asked(tmp_p
     nbformat.write(full, executed_dir / "One.ipynb")                     # a fresh full run, written after the source
     os.utime(executed_dir / "One.ipynb", (source.stat().st_mtime + 10,) * 2)
     ran = []
-    monkeypatch.setattr(notebooks, "run_notebook",
+    monkeypatch.setattr(executed, "run_notebook",
                         lambda src, dest, fast, timeout, allow_errors: ran.append(dest) or (full, None))
-    monkeypatch.setattr(notebooks, "sign", lambda path: None)
-    notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10)
+    monkeypatch.setattr(executed, "sign", lambda path: None)
+    executed.executed_notebook(source, executed_dir, fast=True, timeout=10)
     assert ran == []                                                      # reused the full copy
-    notebooks.executed_notebook(source, executed_dir, fast=True, timeout=10, same_mode=True)
+    executed.executed_notebook(source, executed_dir, fast=True, timeout=10, same_mode=True)
     assert ran == [executed_dir / "One.fast.ipynb"]                      # executed in fast mode instead
 
 

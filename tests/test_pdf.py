@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("hw8_pdf", REPO / "homework" / "pdf.py")
 pdf = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(pdf)
-from homework.notebooks import executed_candidates, reusable  # noqa: E402
+from grading.executed import executed_candidates, reusable  # noqa: E402
 from homework.view_images import view_outputs  # noqa: E402
 
 # Every question with a worked answer; question 4 has answer cells but no instructor answer.

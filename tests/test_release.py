@@ -17,18 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 from grading.course import load_course  # noqa: E402
 from grading.leakcheck import fingerprint_key, load_fingerprints, scan_fingerprints  # noqa: E402
-from grading.release import build_release  # noqa: E402
 from grading.strip import strip_instructor_only  # noqa: E402
 from homework.pdf import answer_cells, question_heading  # noqa: E402
 
 COURSE = load_course(REPO / "grading" / "course.toml")
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    out = tmp_path_factory.mktemp("release") / "release"
-    release_dir, zip_path = build_release(COURSE, out)          # raises if anything leaks
-    return release_dir, zip_path
 
 
 def _release_files(release_dir: Path, zip_path: Path) -> list[tuple[str, bytes]]:
@@ -69,14 +61,14 @@ def test_every_written_question_has_fingerprints_from_its_worked_answer():
     assert not missing, f"fingerprints that occur nowhere in the instructor source (stale): {missing}"
 
 
-def test_release_holds_no_answer_fingerprint(release):
-    release_dir, zip_path = release
+def test_release_holds_no_answer_fingerprint(real_release):
+    release_dir, zip_path = real_release
     assert scan_fingerprints(_release_files(release_dir, zip_path), load_fingerprints(COURSE)) == []
 
 
-def test_fingerprint_scan_finds_a_planted_answer(release, tmp_path):
+def test_fingerprint_scan_finds_a_planted_answer(real_release, tmp_path):
     """The scan is not vacuous: an answer phrase planted in a docstring, in a notebook and in the zip is found."""
-    release_dir, _ = release
+    release_dir, _ = real_release
     fingerprints = load_fingerprints(COURSE)
     phrase = fingerprints["1(c)"][0]
     module = (release_dir / "kernel_attention.py").read_text().replace('"""', f'"""{phrase.upper()}\n', 1)
@@ -88,8 +80,8 @@ def test_fingerprint_scan_finds_a_planted_answer(release, tmp_path):
                                                              ("Summarization.ipynb", "answer 3(b)")}
 
 
-def test_instructor_only_text_stays_in_the_source_and_out_of_the_release(release):
-    release_dir, _ = release
+def test_instructor_only_text_stays_in_the_source_and_out_of_the_release(real_release):
+    release_dir, _ = real_release
     for rel in COURSE.instructor_only:
         assert (COURSE.root / rel).is_file() and not (release_dir / rel).exists()
     source = (COURSE.root / "kernel_attention.py").read_text()
@@ -101,10 +93,10 @@ def test_instructor_only_text_stays_in_the_source_and_out_of_the_release(release
     assert "Measured results" not in helper and "def approximation_error_experiment" in helper
 
 
-def test_released_1a_leaves_the_sums_to_the_student(release):
+def test_released_1a_leaves_the_sums_to_the_student(real_release):
     """1(a) asks along which axis the weights sum to 1: no released cell prints or computes a sum of the weights
     (the instructor's solution region does, so the worked answer can point at printed numbers)."""
-    release_dir, _ = release
+    release_dir, _ = real_release
     cells = {c.metadata["nbgrader"]["grade_id"]: c.source for c in
              nbformat.read(release_dir / "Summarization.ipynb", as_version=4).cells}
     instructor = {c.metadata["nbgrader"]["grade_id"]: c.source for c in

@@ -24,9 +24,9 @@ from nbformat.sign import NotebookNotary
 
 REPO = Path(__file__).resolve().parents[1]
 
-from grading.course import BEGIN_SOLUTION, END_SOLUTION, load_course  # noqa: E402
-from grading.release import build_release  # noqa: E402
-from grading.strip import _enclosing_name, is_marker_line, strip_instructor_only  # noqa: E402
+from grading.course import load_course  # noqa: E402
+from grading.strip import _enclosing_name, strip_instructor_only  # noqa: E402
+from homework.markers import BEGIN_SOLUTION, END_SOLUTION, is_marker_line  # noqa: E402
 from homework.parts import PARTS, part_of_cell, part_of_function  # noqa: E402
 from homework.view_images import view_outputs  # noqa: E402
 
@@ -89,12 +89,6 @@ def make(home: Path, target: str, timeout: int, *args: str) -> subprocess.Comple
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    release_dir, _ = build_release(COURSE, tmp_path_factory.mktemp("release") / "release")
-    return release_dir
-
-
 def live_a_student(home: Path, kind: str) -> dict:
     """`make run`, `make pdf` and `make submission` (then the staff's --allow-fast) in one student's home."""
     run = make(home, "run", 1500)
@@ -106,9 +100,9 @@ def live_a_student(home: Path, kind: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def students(release, tmp_path_factory):
+def students(real_release, tmp_path_factory):
     """Both students, at the same time (each command is a subprocess; one thread each)."""
-    homes = {kind: make_student(release, tmp_path_factory.mktemp(kind) / "hw8", keep_optional=kind == "model")
+    homes = {kind: make_student(real_release[0], tmp_path_factory.mktemp(kind) / "hw8", keep_optional=kind == "model")
              for kind in ("model", "partial")}
     with ThreadPoolExecutor(max_workers=len(homes)) as pool:
         futures = {kind: pool.submit(live_a_student, home, kind) for kind, home in homes.items()}

@@ -9,20 +9,17 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import fast_run_files
 from support import nbgrader
 
-import run_flags
 from bench.time_to_quality import load_results
-from grading.course import BEGIN_SOLUTION, END_SOLUTION
 from grading.strip import outside_regions, strip_instructor_only
-from homework.notebooks import executed_notebook
+from homework.markers import BEGIN_SOLUTION, END_SOLUTION
 from summarizer.batching import collate
 from summarizer.model import MAX_SOURCE_LEN
 from summarizer.pipeline import mask_example, prepare_corpus
-from summarizer.settings import FAST, FULL, results_path
+from summarizer.settings import FAST, FULL
 from summarizer.tokenizer import PAD_ID
-from summarizer.train import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Summarization.ipynb"
@@ -95,13 +92,9 @@ def test_released_decoding_draws_one_summary_per_article():
     compile(released, "decode.py", "exec")
 
 
-def test_notebook_executes_headless_in_fast_mode():
-    # Executed strictly (a failing cell raises CellExecutionError), or the fresh copy that an earlier test of this
-    # session executed the same way (the front-end tests run first) is reused if the files the run writes are there.
-    precision = "bf16" if autocast_dtype(torch.device("cpu"), run_flags.precision()) else "fp32"
-    written = [ROOT / "build" / "checkpoints" / "summarizer_fast.pt", ROOT / results_path(FAST, precision)]
-    notebook = executed_notebook(NOTEBOOK, EXECUTED.parent, fast=True, same_mode=True, timeout=600,
-                                 force=not all(p.is_file() for p in written))
+def test_notebook_executes_headless_in_fast_mode(fast_notebooks):
+    notebook = fast_notebooks[NOTEBOOK.name]
+    precision, written = fast_run_files()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = sum("image/png" in o.get("data", {}) for o in outputs)

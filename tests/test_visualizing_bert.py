@@ -28,7 +28,6 @@ from support import nbgrader
 
 import figures  # noqa: E402
 import visualizing_bert as vb  # noqa: E402
-from homework.notebooks import executed_notebook as executed_or_reused
 
 REPO = vb.REPO_ROOT
 NOTEBOOK = REPO / "Visualizing_BERT.ipynb"
@@ -47,11 +46,10 @@ def bert():
 
 
 @pytest.fixture(scope="module")
-def executed_notebook():
+def executed_notebook(fast_notebooks):
     """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
-    metadata hw8.fast = True (homework/pdf.py reuses it for a fast PDF and refuses it for a full one). Executed
-    strictly (a failing cell raises), or the fresh copy that the front-end tests executed the same way is reused."""
-    return executed_or_reused(NOTEBOOK, EXECUTED.parent, fast=True, same_mode=True, timeout=600)
+    metadata hw8.fast = True (homework/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
+    return fast_notebooks[NOTEBOOK.name]
 
 
 def chromium_or_skip() -> str:

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))    # run as a script (see above): the repository's modules
-from homework.notebooks import executed_notebook, reusable  # noqa: E402
+from grading.executed import executed_notebook, reusable  # noqa: E402
 
 NOTEBOOK = ROOT / "Kernel_Attention.ipynb"
 SUMMARIZATION = ROOT / "Summarization.ipynb"
