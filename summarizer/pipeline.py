@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 from kernel_attention import DEFAULT_N_RANDOM
 from summarizer.batching import EncodedPairs, encode_pairs
 from summarizer.checkpoint import read_checkpoint
-from summarizer.data import load_corpus
+from summarizer.data import CORPUS, load_corpus
 from summarizer.model import MAX_SOURCE_LEN, MAX_TARGET_LEN, Summarizer, SummarizerConfig
 from summarizer.settings import RunSettings
 from summarizer.train import validation_loss
@@ -51,19 +51,16 @@ def prepare_corpus(run: RunSettings, seed: int = 0, max_source_len: int = MAX_SO
     return PreparedCorpus(tok, enc(train), enc(val), enc(test), list(test["article"]), list(test["summary"]), corpus)
 
 
-# Question 1(e): the validation pairs whose masks the notebook draws. Most descriptions fill all MAX_SOURCE_LEN article
-# tokens (a batch of them has no source padding at all); these four are shorter, of different lengths, and so are
-# their synopses, so the batch is padded on both sides in the full and in the fast run (their tokenizers differ).
-# The first is the shortest: the pictures show it. tests/test_summarization_notebook.py checks the lengths in both.
-MASK_EXAMPLE_PACKAGES = ("libcangjie2", "bdfresize", "python3-pyao", "file")
+# Question 1(e): the validation pairs whose masks the notebook draws (why these: data/corpus.json).
+MASK_EXAMPLE_PACKAGES = tuple(CORPUS["mask_example"])
 
 
 def mask_example(corpus: PreparedCorpus, packages: tuple[str, ...] = MASK_EXAMPLE_PACKAGES) -> EncodedPairs:
-    """The encoded validation pairs of these Debian packages, in this order (the 1(e) batch)."""
-    names = list(corpus.raw["validation"]["package"])
+    """The encoded validation pairs of these ids (data/corpus.json's id_column), in this order (the 1(e) batch)."""
+    names = list(corpus.raw["validation"][CORPUS["id_column"]])
     missing = [p for p in packages if p not in names]
     if missing:
-        raise ValueError(f"packages {missing} are not in this run's validation pairs")
+        raise ValueError(f"{CORPUS['id_column']} {missing} are not in this run's validation pairs")
     return corpus.validation.subset([names.index(p) for p in packages])
 
 

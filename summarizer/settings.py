@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import run_flags
+from summarizer.data import CORPUS
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,14 @@ FULL = RunSettings(
     fast=False, vocab_size=8000, max_train=None, max_validation=2000, n_eval_test=1000,
     d_model=128, d_ff=512, n_layers=2, dropout=0.1, batch_size=64, steps=3200, eval_every=400, lr=2e-3, warmup=150,
     beam_size=4, sweep_steps=200, sweep_d_model=64, sweep_d_ff=256, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(16, 64),
-    checkpoint="checkpoints/summarizer.pt", val_loss_threshold=3.9,
+    checkpoint="checkpoints/summarizer.pt", val_loss_threshold=CORPUS["val_loss_threshold"]["full"],
 )
 
 FAST = RunSettings(
     fast=True, vocab_size=1000, max_train=2000, max_validation=200, n_eval_test=100,
     d_model=64, d_ff=128, n_layers=1, dropout=0.1, batch_size=32, steps=60, eval_every=20, lr=3e-3, warmup=10,
     beam_size=2, sweep_steps=15, sweep_d_model=64, sweep_d_ff=128, sweep_lrs=(1e-3, 3e-3), sweep_n_random=(8, 16),
-    checkpoint="build/checkpoints/summarizer_fast.pt", val_loss_threshold=6.0,
+    checkpoint="build/checkpoints/summarizer_fast.pt", val_loss_threshold=CORPUS["val_loss_threshold"]["fast"],
 )
 
 
