@@ -1,5 +1,6 @@
 """Shared pytest configuration and fixtures."""
 
+import os
 import shutil
 import sys
 import tempfile
@@ -14,6 +15,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
 
+# `make test` runs two pytest-xdist workers (--dist loadgroup). Each grades with its own sandbox uids (the base uid
+# + 1000 per worker: no uid, autograde lock or process sweep is shared), and lets its idle OpenMP threads sleep
+# (a spinning thread would take the core the other worker needs).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    os.environ["HW8_SANDBOX_UID"] = str(int(os.environ.get("HW8_SANDBOX_UID", "61182"))
+                                        + 1000 * int(WORKER.removeprefix("gw")))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The modules that use the fast notebooks of the repository's build/notebooks (and the checkpoint and results the
+# Summarization run writes) are one xdist group, on one worker; every other module is a group of its own (its
+# module-scoped fixtures are made once). The longest groups are scheduled first.
+SHARED_BUILD = ("test_front_ends.py", "test_kernel_attention_notebook.py", "test_summarization_notebook.py",
+                "test_visualizing_bert.py", "test_worked_answers.py", "test_pdf.py")
+LONGEST_FIRST = ("test_grading_hw8.py", "notebooks", "test_release_students.py", "test_grading.py")
+
 # absl (rouge_score imports it) makes a logging handler at import time on the sys.stderr of that moment, which under
 # pytest is a capture file; traitlets' logging set-up (logging.config.dictConfig, when nbclient starts a kernel)
 # closes every handler and so that capture file, and the test after it fails on "I/O operation on closed file". The
@@ -26,9 +43,21 @@ except ImportError:
     pass
 
 
+def xdist_group(item) -> str:
+    return "notebooks" if item.path.name in SHARED_BUILD else item.path.name
+
+
 def pytest_collection_modifyitems(items):
-    """Run the PDF tests last: they reuse the notebooks the notebook tests executed (build/notebooks/*.fast.ipynb)."""
-    items.sort(key=lambda item: item.path.name == "test_pdf.py")
+    """The longest xdist groups first, the PDF tests last (they reuse the executed notebooks, full runs included);
+    each test marked with its group."""
+    def order(item):
+        group = xdist_group(item)
+        return (LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST),
+                item.path.name == "test_pdf.py")
+
+    items.sort(key=order)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
 @pytest.fixture(scope="session")

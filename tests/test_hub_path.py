@@ -12,11 +12,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from local_hub import LocalHub, make_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_hub import LocalHub, make_tiny_models  # noqa: E402
 
 # Runs in a fresh interpreter: huggingface_hub reads HF_ENDPOINT when it is imported.
 LOAD = r"""
