@@ -8,8 +8,8 @@
 SYSTEM_PKGS := chromium fonts-liberation fonts-dejavu-core texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
 RUN_FLAGS   :=
 TEST_NEEDS  := system lint
-# every test (pyproject's testpaths) on two pytest-xdist workers, a module (or tests/conftest.py's group) per worker
-TEST_ARGS   := -n 2 --dist loadgroup --no-loadscope-reorder
+# every test (pyproject's testpaths) on two pytest-xdist workers, a module (or tests/conftest.py's unit) at a time
+TEST_ARGS   := -n 2 --dist loadfile --no-loadscope-reorder
 PDF_FLAGS   :=
 SUBMISSIONS ?= submissions
 include grading/student/Makefile

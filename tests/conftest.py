@@ -15,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
 
-# `make test` runs two pytest-xdist workers (--dist loadgroup). Each grades with its own sandbox uids (the base uid
-# + 1000 per worker: no uid, autograde lock or process sweep is shared), and lets its idle OpenMP threads sleep
-# (a spinning thread would take the core the other worker needs).
+# `make test` runs two pytest-xdist workers (--dist loadfile, with the scheduler below). Each grades with its own
+# sandbox uids (the base uid + 1000 per worker: no uid, autograde lock or process sweep is shared), and lets its idle
+# OpenMP threads sleep (a spinning thread would take the core the other worker needs).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     os.environ["HW8_SANDBOX_UID"] = str(int(os.environ.get("HW8_SANDBOX_UID", "61182"))
@@ -25,11 +25,32 @@ if WORKER:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The modules that use the fast notebooks of the repository's build/notebooks (and the checkpoint and results the
-# Summarization run writes) are one xdist group, on one worker; every other module is a group of its own (its
-# module-scoped fixtures are made once). The longest groups are scheduled first.
+# Summarization run writes) are one unit of work, on one worker; every other module is a unit of its own (its
+# module-scoped fixtures are made once). The longest units are scheduled first.
 SHARED_BUILD = ("test_front_ends.py", "test_kernel_attention_notebook.py", "test_summarization_notebook.py",
                 "test_visualizing_bert.py", "test_worked_answers.py", "test_pdf.py")
 LONGEST_FIRST = ("test_grading_hw8.py", "notebooks", "test_release_students.py", "test_grading.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work of a test: 'notebooks' for the SHARED_BUILD modules, else its module's file name."""
+    module = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    return "notebooks" if module in SHARED_BUILD else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, by work_unit instead of by file (pytest-xdist's own loadgroup marks do not reach the
+    scheduler under pytest 9: it renames node ids through an attribute pytest 9 no longer reads)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
+
 
 # absl (rouge_score imports it) makes a logging handler at import time on the sys.stderr of that moment, which under
 # pytest is a capture file; traitlets' logging set-up (logging.config.dictConfig, when nbclient starts a kernel)
@@ -43,21 +64,15 @@ except ImportError:
     pass
 
 
-def xdist_group(item) -> str:
-    return "notebooks" if item.path.name in SHARED_BUILD else item.path.name
-
-
 def pytest_collection_modifyitems(items):
-    """The longest xdist groups first, the PDF tests last (they reuse the executed notebooks, full runs included);
-    each test marked with its group."""
+    """The longest units of work first (pytest-xdist sends them out in this order), the PDF tests last (they reuse
+    the executed notebooks, full runs included)."""
     def order(item):
-        group = xdist_group(item)
-        return (LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST),
+        unit = work_unit(item.nodeid)
+        return (LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST),
                 item.path.name == "test_pdf.py")
 
     items.sort(key=order)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
 @pytest.fixture(scope="session")

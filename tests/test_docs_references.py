@@ -21,7 +21,7 @@ def tracked(pattern: str) -> list[str]:
 
 FILES = set(tracked("*"))
 NAMES = {Path(f).name for f in FILES}
-DOCS = tracked("*.md") + [f for f in FILES if Path(f).name == "Makefile"]
+DOCS = tracked("*.md") + sorted(f for f in FILES if Path(f).name == "Makefile")
 
 
 @pytest.mark.parametrize("doc", DOCS)
