@@ -80,14 +80,21 @@ def check_corpus_files(data_dir: str | os.PathLike | None = None) -> dict[str, P
 
 def _load_debian(data_dir):
     """The shipped Debian corpus as a DatasetDict, after checking files against the stats JSON."""
-    from datasets import load_dataset
+    import datasets
 
     paths = check_corpus_files(data_dir)
     expected = load_stats(data_dir)["splits"]
+    # The first load of a folder converts it into datasets' cache (a second or two) behind progress bars of unknown
+    # length; without them a notebook's output is the same on a fresh machine and afterwards.
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
     try:
-        corpus = load_dataset("json", data_files={split: str(path) for split, path in paths.items()})
+        corpus = datasets.load_dataset("json", data_files={split: str(path) for split, path in paths.items()})
     except Exception as err:  # datasets wraps parse errors in several exception types
         raise ValueError(f"could not read the corpus files in {paths['train'].parent} ({err}); {REBUILD_HINT}") from err
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     for split in SPLITS:
         if len(corpus[split]) != expected[split]["examples"]:
             raise ValueError(f"corpus file {paths[split]} has {len(corpus[split])} rows, the stats JSON says "
