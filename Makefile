@@ -3,8 +3,8 @@
 
 # The targets students have too (install, system, run, test, pdf, submission, clean) come from the student Makefile,
 # with the instructor's settings: `make run` executes into build/notebooks/ (HW8_FAST=1: <stem>.fast.ipynb), `make pdf`
-# reuses those when fresh (else executes first), `make test` runs every test (pyproject's testpaths, on two workers) after
-# lint and the Debian packages the browser-rendering and PDF tests need.
+# reuses those when fresh (else executes first), `make test` runs every test (pyproject's testpaths) after lint and
+# the Debian packages the browser-rendering and PDF tests need.
 SYSTEM_PKGS := chromium fonts-liberation fonts-dejavu-core texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc poppler-utils
 RUN_FLAGS   :=
 TEST_NEEDS  := system lint
