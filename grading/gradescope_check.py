@@ -102,13 +102,12 @@ def contained(command: str, memory_bytes: int, cpu: float, timeout: float, root:
         argv = ["unshare", "--pid", "--ipc", "--mount", "--fork", "--propagation", "private", "--", "sh", "-c",
                 (inner if root is not None else f"mount -t proc proc /proc && exec {inner}")]
 
-        def enter() -> None:
-            for group in (memory, cpu_group):
-                (group / "cgroup.procs").write_text(str(os.getpid()))
-
+        # The first process moves itself into both cgroups, then becomes the container (a shell, not a preexec_fn:
+        # this function may run in several threads at once, and a preexec_fn in a threaded parent can deadlock).
+        enter = " && ".join(f"echo $$ > {_quote(str(group / 'cgroup.procs'))}" for group in (memory, cpu_group))
         started = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=enter, start_new_session=True)
+        proc = subprocess.Popen(["sh", "-c", f'{enter} && exec "$@"', "sh", *argv], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
         timed_out = False
         try:
             output, _ = proc.communicate(timeout=timeout)

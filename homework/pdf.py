@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import re
 import shutil
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="student release: export the notebooks as executed in place (`make run`), run nothing")
     args = parser.parse_args(argv)
     fast = args.fast or run_flags.fast()
-    if args.student:
+    if args.student or importlib.util.find_spec("grading") is None:      # the student release has no grading/
         try:
             paths = build_student_pdfs([p.resolve() for p in args.notebooks], args.out.resolve())
         except (RuntimeError, FileNotFoundError) as error:

@@ -38,6 +38,7 @@ def work_unit(nodeid: str) -> str:
     return "notebooks" if module in SHARED_BUILD else module
 
 
+@pytest.hookimpl(optionalhook=True)      # a hook of pytest-xdist: pytest runs without it too
 def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile, by work_unit instead of by file (pytest-xdist's own loadgroup marks do not reach the
     scheduler under pytest 9: it renames node ids through an attribute pytest 9 no longer reads)."""
@@ -90,21 +91,33 @@ def real_release():
 
 
 @pytest.fixture(scope="session")
-def fast_notebooks():
-    """{name: notebook} of the three notebooks executed strictly in fast mode into build/notebooks/<stem>.fast.ipynb
-    (a failing cell raises), the stale ones at once, each in its own kernel; fresh copies are reused
-    (grading/executed.py), Summarization's only while the checkpoint and results its run writes are there."""
+def fast_run_files() -> tuple[str, list[Path]]:
+    """(precision, [checkpoint, results JSON]): what Summarization.ipynb's fast run writes on this machine."""
+    import torch
+
+    import run_flags
+    from summarizer.settings import FAST, results_path
+    from summarizer.train import autocast_dtype
+
+    precision = "bf16" if autocast_dtype(torch.device("cpu"), run_flags.precision()) else "fp32"
+    return precision, [REPO / FAST.checkpoint, REPO / results_path(FAST, precision)]
+
+
+@pytest.fixture(scope="session")
+def fast_notebooks(fast_run_files):
+    """{name: Future of the notebook} of the three notebooks executed strictly in fast mode into
+    build/notebooks/<stem>.fast.ipynb, the stale ones at once, each in its own kernel; fresh copies are reused
+    (grading/executed.py), Summarization's only while the files its run writes are there. `.result()` is the executed
+    notebook, or raises that notebook's own error (a failing cell: CellExecutionError)."""
     from grading.executed import executed_notebook
     from homework.parts import NOTEBOOKS, SUMMARIZATION
-    from summarizer.settings import FAST, RESULTS_DIR
 
-    written = (REPO / FAST.checkpoint).is_file() and any((REPO / RESULTS_DIR).glob("results.fast-*.json"))
+    written = all(p.is_file() for p in fast_run_files[1])
     with ThreadPoolExecutor(max_workers=len(NOTEBOOKS)) as pool:
         futures = {name: pool.submit(executed_notebook, REPO / name, REPO / "build" / "notebooks", fast=True,
-                                     timeout=900, same_mode=True,
-                                     force=name == SUMMARIZATION and not written)
+                                     timeout=900, same_mode=True, force=name == SUMMARIZATION and not written)
                    for name in NOTEBOOKS}
-    return {name: future.result() for name, future in futures.items()}
+    return futures
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ def root(tmp_path_factory, fast_notebooks):
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("front_ends")
     for name in NOTEBOOKS:
-        executed = fast_notebooks[name]
+        executed = fast_notebooks[name].result()
         nbformat.write(executed, folder / f"{Path(name).stem}.fast.ipynb")   # the same content: the same signature
         shutil.copy(REPO / name, folder / name)
         if name == "Visualizing_BERT.ipynb":

@@ -669,6 +669,16 @@ def test_real_release_works_for_a_student(real, tmp):
     assert solved.returncode == 0, solved.stdout[-3000:]
 
 
+def test_real_release_pdf_command_without_flags_is_the_students(real, tmp):
+    """In the release (no grading/), `python -m homework.pdf` is `make pdf`'s student export: notebooks not run yet
+    are named with what to do, never a ModuleNotFoundError of the instructor's tools."""
+    student = tmp / "student"
+    shutil.copytree(real["release"], student)
+    done = run([sys.executable, "-m", "homework.pdf"], student, 120)
+    assert done.returncode != 0 and "not been run: run `make run`" in done.stderr, done.stdout + done.stderr
+    assert "ModuleNotFoundError" not in done.stderr
+
+
 def test_real_release_notebooks_run_up_to_the_first_stub(real, tmp, monkeypatch):
     student = tmp / "student"
     shutil.copytree(real["release"], student)

@@ -68,7 +68,7 @@ def test_answers_carry_the_key_results(notebook):
 
 
 def test_notebook_executes_headless(fast_notebooks):
-    notebook = fast_notebooks[NOTEBOOK.name]
+    notebook = fast_notebooks[NOTEBOOK.name].result()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -9,19 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from support import nbgrader
 
-import run_flags
 from bench.time_to_quality import load_results
 from grading.strip import outside_regions, strip_instructor_only
 from homework.markers import BEGIN_SOLUTION, END_SOLUTION
 from summarizer.batching import collate
 from summarizer.model import MAX_SOURCE_LEN
 from summarizer.pipeline import mask_example, prepare_corpus
-from summarizer.settings import FAST, FULL, results_path
+from summarizer.settings import FAST, FULL
 from summarizer.tokenizer import PAD_ID
-from summarizer.train import autocast_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "Summarization.ipynb"
@@ -94,10 +91,9 @@ def test_released_decoding_draws_one_summary_per_article():
     compile(released, "decode.py", "exec")
 
 
-def test_notebook_executes_headless_in_fast_mode(fast_notebooks):
-    notebook = fast_notebooks[NOTEBOOK.name]
-    precision = "bf16" if autocast_dtype(torch.device("cpu"), run_flags.precision()) else "fp32"
-    written = [ROOT / FAST.checkpoint, ROOT / results_path(FAST, precision)]
+def test_notebook_executes_headless_in_fast_mode(fast_notebooks, fast_run_files):
+    notebook = fast_notebooks[NOTEBOOK.name].result()
+    precision, written = fast_run_files
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = sum("image/png" in o.get("data", {}) for o in outputs)

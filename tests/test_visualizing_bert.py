@@ -49,7 +49,7 @@ def bert():
 def executed_notebook(fast_notebooks):
     """The notebook executed headless with no network in fast mode, saved as build/notebooks/<stem>.fast.ipynb with
     metadata hw8.fast = True (homework/pdf.py reuses it for a fast PDF and refuses it for a full one)."""
-    return fast_notebooks[NOTEBOOK.name]
+    return fast_notebooks[NOTEBOOK.name].result()
 
 
 def chromium_or_skip() -> str:
