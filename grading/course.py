@@ -14,7 +14,7 @@ try:
 except ModuleNotFoundError:          # Python 3.10 (Gradescope's default image): the same parser, as a package
     import tomli as tomllib
 
-from homework.markers import BEGIN_SOLUTION, END_SOLUTION  # noqa: F401 (re-exported)
+from homework.markers import BEGIN_SOLUTION
 
 GRADING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = GRADING_DIR.parent

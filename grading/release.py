@@ -20,7 +20,6 @@ from grading.course import (
     BEGIN_HIDDEN,
     BEGIN_INSTRUCTOR,
     BEGIN_SCHEME,
-    BEGIN_SOLUTION,
     DEFAULT_COURSE,
     END_INSTRUCTOR,
     Course,
@@ -29,7 +28,7 @@ from grading.course import (
 )
 from grading.nbgrader_course import IGNORED, make_course_dir, run_nbgrader
 from grading.strip import strip_instructor_only, strip_solutions
-from homework.markers import has_marker_line
+from homework.markers import BEGIN_SOLUTION, has_marker_line
 
 TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".ipynb", ".sh", ".json"}
 

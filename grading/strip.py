@@ -18,6 +18,7 @@ from homework.markers import BEGIN_SOLUTION, END_SOLUTION, has_marker_line, is_m
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _PLACEHOLDER = "__HW8_STUB__"
+_BEGIN_WORDS, _END_WORDS = BEGIN_SOLUTION.removeprefix("### "), END_SOLUTION.removeprefix("### ")
 _MENTION = "__HW8_MARKER_MENTION__"  # prose that quotes a marker (e.g. a docstring) is not a marker line
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)|^(\s*)class\s+(\w+)")
 
@@ -71,15 +72,15 @@ def strip_solutions(source: str, filename: str) -> str:
         if marker in source:
             raise ValueError(f"{filename} contains '{marker}': hidden tests belong in the notebooks' test cells "
                              "or in instructor-only test files")
-    lines = [line if _is_marker(line) else line.replace("BEGIN SOLUTION", _MENTION + "B").replace(
-        "END SOLUTION", _MENTION + "E") for line in source.split("\n")]
+    lines = [line if _is_marker(line) else line.replace(_BEGIN_WORDS, _MENTION + "B").replace(
+        _END_WORDS, _MENTION + "E") for line in source.split("\n")]
     cell = new_code_cell(source="\n".join(_align_markers(lines)))
     # a solution cell without regions would become one stub: mark the cell a solution cell only if it has regions
     cell.metadata["nbgrader"] = {"solution": has_marker_line(source, BEGIN_SOLUTION), "grade": False, "locked": False,
                                  "grade_id": "module", "schema_version": 3, "task": False}
     clear = ClearSolutions(code_stub={"python": f"raise NotImplementedError({_PLACEHOLDER})"},
-                           begin_solution_delimeter=BEGIN_SOLUTION.removeprefix("### "),
-                           end_solution_delimeter=END_SOLUTION.removeprefix("### "))
+                           begin_solution_delimeter=_BEGIN_WORDS,
+                           end_solution_delimeter=_END_WORDS)
     try:
         notebook, _ = clear.preprocess(new_notebook(cells=[cell], metadata={"kernelspec": KERNELSPEC}), {})
         cell = notebook.cells[0]
@@ -91,7 +92,7 @@ def strip_solutions(source: str, filename: str) -> str:
         if _PLACEHOLDER in line:
             name = _enclosing_name(lines, i)
             lines[i] = line.replace(_PLACEHOLDER, repr(f"{name} in {module}: write your code here"))
-    stripped = "\n".join(lines).replace(_MENTION + "B", "BEGIN SOLUTION").replace(_MENTION + "E", "END SOLUTION")
+    stripped = "\n".join(lines).replace(_MENTION + "B", _BEGIN_WORDS).replace(_MENTION + "E", _END_WORDS)
     compile(stripped, filename, "exec")  # the release must at least import
     return stripped
 

@@ -74,6 +74,11 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a history and a results file name the precision of an autocast dtype: "bf16", or "fp32" for None."""
+    return "fp32" if dtype is None else "bf16"
+
+
 def cpu_has_native_bf16() -> bool:
     """True if the CPU has AVX512-BF16 or AMX-BF16 instructions (torch's own report where it has one: torch < 2.8
     lacks torch.cpu.get_capabilities, so Linux's /proc/cpuinfo flags are read instead; elsewhere False)."""
@@ -131,7 +136,7 @@ def train_model(model: Summarizer, train_pairs: EncodedPairs, val_pairs: Encoded
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98),
                             fused=model.device.type in ("cpu", "cuda"))  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, steps))
-    history = TrainHistory(precision="fp32" if dtype is None else "bf16")
+    history = TrainHistory(precision=precision_name(dtype))
     batches = iterate_batches(train_pairs, batch_size, seed, model.device)
     chooser = ThreadChooser.for_device(model.device)
     start = time.perf_counter()

@@ -97,9 +97,9 @@ def fast_run_files() -> tuple[str, list[Path]]:
 
     import run_flags
     from summarizer.settings import FAST, results_path
-    from summarizer.train import autocast_dtype
+    from summarizer.train import autocast_dtype, precision_name
 
-    precision = "bf16" if autocast_dtype(torch.device("cpu"), run_flags.precision()) else "fp32"
+    precision = precision_name(autocast_dtype(torch.device("cpu"), run_flags.precision()))
     return precision, [REPO / FAST.checkpoint, REPO / results_path(FAST, precision)]
 
 
